@@ -1,0 +1,50 @@
+"""harlem: record a Python program's HTTP traffic into HAR 1.2 files.
+
+Importing ``harlem`` is cheap: every public name is loaded on first use, so that the agent
+and the ``.pth`` hook add nothing to a program's start-up until something is recorded.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._version import __version__
+
+_EXPORTS = {
+    "record_to_file": "harlem.record",
+    "record_to_logger": "harlem.record",
+    "page": "harlem.record",
+    "to_har_model": "harlem.record",
+    "Recording": "harlem.recording",
+    "Settings": "harlem.settings",
+    "SettingsError": "harlem.settings",
+    "HarRecorder": "harlem.recorders.base",
+    "RequestsHarRecorder": "harlem.recorders.requests",
+    "AiohttpHarRecorder": "harlem.recorders.aiohttp",
+    "HarExporter": "harlem.exporters.base",
+    "ModelHarExporter": "harlem.exporters.model",
+    "IoHarExporter": "harlem.exporters.files",
+    "FileHarExporter": "harlem.exporters.files",
+    "LiveFileHarExporter": "harlem.exporters.live",
+    "LoggingHarExporter": "harlem.exporters.logging",
+    "CompositeHarExporter": "harlem.exporters.composite",
+    "ExecutorHarExporter": "harlem.exporters.background",
+    "BackgroundThreadHarExporter": "harlem.exporters.background",
+    "BackgroundProcessHarExporter": "harlem.exporters.background",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'harlem' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(__all__)

@@ -1,0 +1,179 @@
+"""The raw exchange: what a recorder notes on the hot path, inside the user's call.
+
+A recorder fills one :class:`Exchange` per HTTP exchange (one redirect hop is one exchange) with
+cheap raw facts only: clock readings, header lists exactly as sent and received, body bytes,
+socket addresses, the caller's code locations and the exception if any. Turning those facts
+into a HAR entry (dates, cookies, postData, base64, redaction, JSON) happens later, off the
+request path, in :mod:`harlem.har.build`. Nothing here imports more than the standard library.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, List, Optional, Tuple
+
+__all__ = ["Exchange", "now", "capture_frames", "register_library_path"]
+
+#: The one clock for phase timestamps: monotonic, sub-microsecond, comparable across threads.
+now = time.perf_counter
+
+Header = Tuple[str, str]
+
+# Folders whose frames never appear in ``_initiator``: harlem itself, wrapt, and the HTTP
+# libraries (each recorder registers its own), so that the first frame is the user's call site.
+_HIDDEN_PREFIXES: List[str] = [os.path.dirname(os.path.abspath(__file__)) + os.sep]
+_hidden_tuple: Tuple[str, ...] = tuple(_HIDDEN_PREFIXES)
+MAX_FRAMES = 30
+
+
+def register_library_path(module: Any) -> None:
+    """Hide the frames of ``module``'s package (a recorder's library) from ``_initiator``."""
+    global _hidden_tuple
+    path = getattr(module, "__file__", None)
+    if not path:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.basename(path) != "__init__.py":  # a single-module library: hide only that file
+        folder = os.path.abspath(path)
+    else:
+        folder += os.sep
+    if folder not in _HIDDEN_PREFIXES:
+        _HIDDEN_PREFIXES.append(folder)
+        _hidden_tuple = tuple(_HIDDEN_PREFIXES)
+
+
+def capture_frames(depth: int = 2) -> Tuple[Tuple[Any, int, int], ...]:
+    """The caller's stack as ``(code, line, lasti)`` triples, innermost first.
+
+    Cheap by design: a ``sys._getframe`` walk that keeps code objects and numbers (no source
+    lines, no ``inspect``); names, file URLs and columns are resolved later by the builder.
+    """
+    try:
+        frame: Any = sys._getframe(depth)
+    except ValueError:
+        return ()
+    hidden = _hidden_tuple
+    out = []
+    while frame is not None and len(out) < MAX_FRAMES:
+        code = frame.f_code
+        filename = code.co_filename
+        if not filename.startswith(hidden) and not filename.startswith("<frozen"):
+            out.append((code, frame.f_lineno or 0, frame.f_lasti))
+        frame = frame.f_back
+    return tuple(out)
+
+
+class Exchange:
+    """One HTTP exchange as raw facts. Timestamps are :func:`now` readings (seconds).
+
+    Phase marks (``None`` when the phase did not happen, for example on a reused connection):
+    ``t_start`` the library call began; ``t_dns_start``/``t_dns_end`` name resolution;
+    ``t_connect_start``/``t_connect_end`` the connection (TCP and TLS together, DNS inside when the
+    library cannot separate them); ``t_tls_start`` the TLS handshake began; ``t_send_start``/
+    ``t_send_end`` the request went out; ``t_response`` the status line and headers arrived;
+    ``t_end`` the body was read to the end (or the exchange failed).
+    """
+
+    __slots__ = (
+        "library",
+        "direction",
+        "wall_start",
+        "t_start",
+        "t_dns_start",
+        "t_dns_end",
+        "t_connect_start",
+        "t_tls_start",
+        "t_connect_end",
+        "t_send_start",
+        "t_send_end",
+        "t_response",
+        "t_end",
+        "method",
+        "url",
+        "http_version",
+        "request_headers",
+        "request_body",
+        "status",
+        "reason",
+        "response_headers",
+        "response_chunks",
+        "response_size",
+        "response_wire_size",
+        "body_complete",
+        "server_ip",
+        "server_port",
+        "local_port",
+        "error",
+        "frames",
+        "page_id",
+        "listeners",
+        "pid",
+        "finished",
+        "body_limit",
+    )
+
+    def __init__(self, library: str, method: str = "GET", url: str = "", frames: tuple = ()):
+        self.library = library
+        #: ``"outgoing"`` for a client call, ``"incoming"`` for a request served by the program.
+        self.direction = "outgoing"
+        self.wall_start = time.time()
+        self.t_start = now()
+        self.t_dns_start: Optional[float] = None
+        self.t_dns_end: Optional[float] = None
+        self.t_connect_start: Optional[float] = None
+        self.t_tls_start: Optional[float] = None
+        self.t_connect_end: Optional[float] = None
+        self.t_send_start: Optional[float] = None
+        self.t_send_end: Optional[float] = None
+        self.t_response: Optional[float] = None
+        self.t_end: Optional[float] = None
+        self.method = method
+        self.url = url
+        #: ``"HTTP/1.1"``, ``"HTTP/1.0"`` or ``"http/2.0"`` once known.
+        self.http_version = ""
+        #: Headers exactly as sent: ordered, duplicates kept, ``str`` names and values.
+        self.request_headers: List[Header] = []
+        #: The request body as bytes, ``None`` when there was none or it could not be seen.
+        self.request_body: Optional[bytes] = None
+        self.status = 0
+        self.reason = ""
+        #: Headers exactly as received: ordered, duplicates kept.
+        self.response_headers: List[Header] = []
+        #: Decoded body chunks as the program received them, kept up to ``body_limit`` bytes.
+        self.response_chunks: List[bytes] = []
+        #: Decoded body bytes the program received in all (even past ``body_limit``).
+        self.response_size = 0
+        #: Body bytes on the wire (before content decoding), ``None`` when not measurable.
+        self.response_wire_size: Optional[int] = None
+        #: True once the body was read to its end; False means sizes are unknown.
+        self.body_complete = False
+        self.server_ip = ""
+        self.server_port = 0
+        self.local_port = 0
+        self.error: Optional[BaseException] = None
+        self.frames = frames
+        self.page_id: Optional[str] = None
+        #: The recorders that were active when the exchange began; set by the pipeline.
+        self.listeners: tuple = ()
+        self.pid = os.getpid()
+        self.finished = False
+        #: How many body bytes to keep; the rest is only counted.
+        self.body_limit: Optional[int] = None
+
+    def add_response_chunk(self, data: bytes) -> None:
+        """Keep a decoded body chunk (up to ``body_limit``) and count it."""
+        if not data:
+            return
+        self.response_size += len(data)
+        limit = self.body_limit
+        if limit is None:
+            self.response_chunks.append(bytes(data))
+            return
+        kept = self.response_size - len(data)
+        if kept < limit:
+            self.response_chunks.append(bytes(data[: limit - kept]))
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"<Exchange {self.library} {self.method} {self.url} {self.status}>"

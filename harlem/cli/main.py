@@ -1,0 +1,120 @@
+"""``harlem pkg.module:func out.har [options]`` and its subcommands (show, merge, repair).
+
+Runs a function under a recording of every installed HTTP library and writes the HAR when it
+returns, raises or is interrupted. Bad input (an unknown module, a bad option value, an
+unwritable output) is one line on stderr and exit code 2; the function's own exceptions keep
+their traceback and exit code, after the HAR is written.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from typing import Any, Callable, List, Optional
+
+from ..settings import OPTIONS, Settings, SettingsError, add_arguments
+from . import ArgumentParser, fail
+
+PROG = "harlem"
+#: Subcommand name -> module with ``register(subparsers)``.
+SUBCOMMANDS = {
+    "show": "harlem.cli.show",
+    "merge": "harlem.cli.merge",
+    "repair": "harlem.cli.repair",
+}
+
+
+def run_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog=PROG,
+        description="Run a Python function and record its HTTP traffic into a HAR file. "
+        "Other commands: " + ", ".join(f"'{PROG} {name} --help'" for name in SUBCOMMANDS) + ".",
+    )
+    parser.add_argument("target", metavar="pkg.module:func",
+                        help="the function to run, resolved like 'python -m' (current folder first)")
+    parser.add_argument("output", metavar="out.har", help="where to write the HAR file")
+    add_arguments(parser, [o.name for o in OPTIONS if o.name != "output"])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    return parser
+
+
+def _version() -> str:
+    from .._version import __version__
+
+    return __version__
+
+
+def main(argv: Optional[List[str]] = None) -> Any:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        parser = ArgumentParser(prog=PROG)
+        subparsers = parser.add_subparsers(dest="command")
+        importlib.import_module(SUBCOMMANDS[argv[0]]).register(subparsers)
+        args = parser.parse_args(argv)
+        return args.func(args)
+    return run(run_parser().parse_args(argv))
+
+
+def resolve(target: str) -> Callable[..., Any]:
+    """``pkg.module:func`` (or ``pkg.module:obj.method``) -> the callable; ValueError if not found."""
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"target: {target!r} is not of the form pkg.module:func")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as 'python -m' does
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise ValueError(f"target: cannot find module {module_name!r}") from None
+        raise
+    value: Any = module
+    for part in attribute.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise ValueError(f"target: module {module_name!r} has no attribute {attribute!r}") from None
+    if not callable(value):
+        raise ValueError(f"target: {target!r} is not callable")
+    return value
+
+
+def run(args: Any) -> Any:
+    from ..exporters.files import check_writable
+    from ..recording import Recording, file_exporter
+
+    try:
+        settings = Settings.from_args(args).replace(output=args.output)
+    except SettingsError as exc:
+        return fail(PROG, str(exc))
+    try:
+        check_writable(settings.output)
+    except OSError as exc:
+        return fail(PROG, f"output: cannot write {settings.output!r}: {exc}")
+    try:
+        function = resolve(args.target)
+    except ValueError as exc:
+        return fail(PROG, str(exc))
+
+    recording = Recording(file_exporter(settings), settings)
+    try:
+        recording.start()
+    except OSError as exc:
+        return fail(PROG, f"output: cannot write {settings.output!r}: {exc}")
+    try:
+        result = function()
+        if inspect.isawaitable(result):
+            import asyncio
+
+            result = asyncio.run(_await(result))
+    finally:
+        recording.stop()
+        if not settings.quiet:
+            sys.stderr.write(recording.summary(settings.output) + "\n")
+    return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable

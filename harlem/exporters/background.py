@@ -1,0 +1,179 @@
+"""Run another exporter somewhere else: an executor, a thread, or a separate process.
+
+The wrapped exporter sees the same calls in the same order; only where they run changes.
+The process variant hands over serialised bytes (never pickled HAR objects) through a pipe
+to a fresh interpreter (``python -m harlem.exporters.process_child``), which does not re-run the
+user's ``__main__`` the way ``multiprocessing``'s spawn would.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+from queue import SimpleQueue
+from typing import Any, Deque, Dict, Optional, Tuple
+
+import orjson
+
+from .._warn import warn_once
+from .base import HarExporter
+
+__all__ = ["ExecutorHarExporter", "BackgroundThreadHarExporter", "BackgroundProcessHarExporter"]
+
+_STOP = ("stop", None)
+
+
+class ExecutorHarExporter(HarExporter):
+    """Calls ``exporter`` from tasks submitted to ``executor``, one batch at a time, in order."""
+
+    def __init__(self, exporter: HarExporter, executor: concurrent.futures.Executor):
+        super().__init__()
+        self.exporter = exporter
+        self.executor = executor
+        self._items: Deque[Tuple[str, Any]] = collections.deque()
+        self._draining: Optional[concurrent.futures.Future] = None
+
+    def _submit(self, method: str, argument: Any) -> None:
+        with self._lock:
+            self._items.append((method, argument))
+            if self._draining is None or self._draining.done():
+                self._draining = self.executor.submit(self._drain)
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                if not self._items:
+                    return
+                method, argument = self._items.popleft()
+            try:
+                getattr(self.exporter, method)(*(() if argument is None else (argument,)))
+            except Exception as exc:
+                warn_once(f"executor-{method}", f"{type(self.exporter).__name__}.{method} failed", exc)
+
+    def on_start(self) -> None:
+        self._submit("start", None)
+
+    def add_page(self, page: Dict[str, Any]) -> None:
+        self._submit("add_page", page)
+
+    def add_entry(self, entry: Dict[str, Any]) -> None:
+        self._submit("add_entry", entry)
+
+    def on_stop(self) -> None:
+        self._submit("stop", None)
+        draining = self._draining
+        if draining is not None:
+            concurrent.futures.wait([draining])
+
+
+class BackgroundThreadHarExporter(HarExporter):
+    """Calls ``exporter`` from a dedicated daemon thread; :meth:`stop` waits ``join_timeout``."""
+
+    def __init__(self, exporter: HarExporter, join_timeout: float = 10.0):
+        super().__init__()
+        self.exporter = exporter
+        self.join_timeout = join_timeout
+        self._queue: "SimpleQueue[Tuple[str, Any]]" = SimpleQueue()
+        self._thread: Optional[threading.Thread] = None
+
+    def on_start(self) -> None:
+        self._queue = SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="harlem-export", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.exporter.start()
+        except Exception as exc:
+            warn_once("thread-start", f"{type(self.exporter).__name__} could not start", exc)
+        while True:
+            method, argument = self._queue.get()
+            try:
+                if method == "stop":
+                    self.exporter.stop()
+                    return
+                getattr(self.exporter, method)(argument)
+            except Exception as exc:
+                warn_once(f"thread-{method}", f"{type(self.exporter).__name__}.{method} failed", exc)
+
+    def add_page(self, page: Dict[str, Any]) -> None:
+        self._queue.put(("add_page", page))
+
+    def add_entry(self, entry: Dict[str, Any]) -> None:
+        self._queue.put(("add_entry", entry))
+
+    def on_stop(self) -> None:
+        self._queue.put(_STOP)
+        if self._thread is not None:
+            self._thread.join(self.join_timeout)
+            if self._thread.is_alive():
+                warn_once("thread-join", f"the export thread did not finish in {self.join_timeout} s")
+            self._thread = None
+
+
+# Frames on the pipe to the child: 1 tag byte + 4-byte big-endian length + payload.
+_HEADER = struct.Struct(">cI")
+
+
+class BackgroundProcessHarExporter(HarExporter):
+    """Runs ``exporter`` in a separate Python process.
+
+    ``exporter`` must be picklable before it starts (the built-in file, live and logging
+    exporters are). Pages and entries cross the pipe as orjson bytes. If the process dies, the
+    recording goes on without it and one warning is printed.
+    """
+
+    def __init__(self, exporter: HarExporter, join_timeout: float = 10.0):
+        super().__init__()
+        self.exporter = exporter
+        self.join_timeout = join_timeout
+        self._process: Optional[subprocess.Popen] = None
+
+    def on_start(self) -> None:
+        # No HARLEM_* variables: the export process must not record itself.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HARLEM_")}
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "harlem.exporters.process_child"], bufsize=0,
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, close_fds=True,
+        )
+        self._send(b"X", pickle.dumps(self.exporter))
+
+    def _send(self, tag: bytes, payload: bytes) -> None:
+        process = self._process
+        if process is None or process.stdin is None:
+            return
+        try:
+            with self._lock:
+                process.stdin.write(_HEADER.pack(tag, len(payload)) + payload)
+        except (BrokenPipeError, OSError, ValueError) as exc:
+            warn_once("process-dead", "the background export process is gone; entries are lost", exc)
+
+    def add_page(self, page: Dict[str, Any]) -> None:
+        self._send(b"P", orjson.dumps(page))
+
+    def add_entry(self, entry: Dict[str, Any]) -> None:
+        self._send(b"E", orjson.dumps(entry))
+
+    def on_stop(self) -> None:
+        process = self._process
+        if process is None:
+            return
+        self._send(b"S", b"")
+        try:
+            if process.stdin:
+                process.stdin.close()
+        except OSError:
+            pass
+        try:
+            process.wait(self.join_timeout)
+        except subprocess.TimeoutExpired:
+            warn_once("process-join", f"the export process did not finish in {self.join_timeout} s")
+        self._process = None

@@ -1,0 +1,91 @@
+"""The exporter interface: where pages and entries go.
+
+Exporters receive plain dicts (a HAR page, a HAR entry) that are already built and redacted;
+they never see the raw traffic. Several recorders (one per library) usually share one exporter,
+so :meth:`HarExporter.start` and :meth:`HarExporter.stop` are reference-counted: the exporter
+opens on the first start and finishes (writes its file, joins its thread) on the last stop.
+Starting it again later continues the same recording.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, Optional
+
+__all__ = ["HarExporter"]
+
+
+class HarExporter:
+    """Base class of every exporter. Subclasses implement :meth:`add_entry` (and usually
+    :meth:`add_page`, :meth:`on_start`, :meth:`on_stop`).
+
+    Calls may come from any thread (harlem's builder thread, a background exporter's thread,
+    the user's code); the built-in exporters guard their state with ``self._lock``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._users = 0
+
+    # -- lifecycle (reference-counted) ---------------------------------------------------
+
+    def start(self) -> "HarExporter":
+        with self._lock:
+            self._users += 1
+            if self._users == 1:
+                self.on_start()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                return
+            self._users -= 1
+            if self._users == 0:
+                self.on_stop()
+
+    @property
+    def started(self) -> bool:
+        return self._users > 0
+
+    def __enter__(self) -> "HarExporter":
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    # -- what subclasses provide -------------------------------------------------------------
+
+    def on_start(self) -> None:
+        """Open resources (files, threads). Called when the first user starts the exporter."""
+
+    def on_stop(self) -> None:
+        """Finish: write what is owed, release resources. Called when the last user stops."""
+
+    def add_page(self, page: Dict[str, Any]) -> None:
+        """A HAR page dict (``id``, ``title``, ``startedDateTime``, ``pageTimings``)."""
+
+    def add_entry(self, entry: Dict[str, Any]) -> None:
+        """A HAR entry dict. Must not keep a reference that the caller later mutates."""
+        raise NotImplementedError
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """Exporters travel to a background process before they start: drop the lock."""
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+
+def creator() -> Dict[str, str]:
+    """``log.creator`` of every HAR harlem writes."""
+    from .._version import __version__
+
+    return {"name": "harlem", "version": __version__}
+
+
+def empty_log(pages: Optional[list] = None) -> Dict[str, Any]:
+    return {"log": {"version": "1.2", "creator": creator(), "pages": list(pages or []), "entries": []}}

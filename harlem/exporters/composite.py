@@ -1,0 +1,38 @@
+"""Send every page and entry to several exporters."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable
+
+from .._warn import warn_once
+from .base import HarExporter
+
+__all__ = ["CompositeHarExporter"]
+
+
+class CompositeHarExporter(HarExporter):
+    """Fans out to ``exporters``; one failing exporter does not stop the others."""
+
+    def __init__(self, exporters: Iterable[HarExporter]):
+        super().__init__()
+        self.exporters = list(exporters)
+
+    def _each(self, method: str, *args: Any) -> None:
+        for exporter in self.exporters:
+            try:
+                getattr(exporter, method)(*args)
+            except Exception as exc:
+                name = type(exporter).__name__
+                warn_once(f"composite-{name}-{method}", f"{name}.{method} failed", exc)
+
+    def on_start(self) -> None:
+        self._each("start")
+
+    def on_stop(self) -> None:
+        self._each("stop")
+
+    def add_page(self, page: Dict[str, Any]) -> None:
+        self._each("add_page", page)
+
+    def add_entry(self, entry: Dict[str, Any]) -> None:
+        self._each("add_entry", entry)

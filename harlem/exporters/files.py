@@ -1,0 +1,157 @@
+"""Exporters that write one whole HAR document when the recording ends.
+
+Entries are serialised once, as they arrive, into an anonymous spool file, so memory stays
+flat however many (or however large) the bodies; the final export streams from the spool. A
+file is written to a temporary name in the same folder and renamed over the target, so a reader
+never sees half a file, and it is created readable by its owner only.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from typing import IO, Any, Dict, Iterator, List, Optional, Union
+
+import orjson
+
+from .base import HarExporter
+from .layout import Layout
+
+__all__ = ["IoHarExporter", "FileHarExporter", "atomic_write", "check_writable"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class _Spool:
+    """Compact serialised entries, one per line, in an anonymous temporary file."""
+
+    def __init__(self, folder: Optional[str] = None):
+        self._file = tempfile.TemporaryFile(dir=folder, prefix=".harlem-spool-")
+        self.count = 0
+
+    def append(self, data: bytes) -> None:
+        self._file.write(data + b"\n")
+        self.count += 1
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._file.flush()
+        self._file.seek(0)
+        for line in self._file:
+            yield line[:-1]
+        self._file.seek(0, os.SEEK_END)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class IoHarExporter(HarExporter):
+    """Writes the whole HAR document to ``output`` (a binary or text IO) when stopped.
+
+    The IO is not closed. ``indent`` pretty-prints the JSON; ``None`` writes it compact.
+    """
+
+    def __init__(self, output: Optional[IO[Any]] = None, indent: Optional[int] = None):
+        super().__init__()
+        self.output = output
+        self.indent = indent
+        self.pages: List[Dict[str, Any]] = []
+        self._spool: Optional[_Spool] = None
+
+    def _spool_folder(self) -> Optional[str]:
+        return None
+
+    def on_start(self) -> None:
+        if self._spool is None:
+            self._spool = _Spool(self._spool_folder())
+
+    def add_page(self, page: Dict[str, Any]) -> None:
+        with self._lock:
+            if all(p["id"] != page["id"] for p in self.pages):
+                self.pages.append(dict(page))
+
+    def add_entry(self, entry: Dict[str, Any]) -> None:
+        data = orjson.dumps(entry)
+        with self._lock:
+            if self._spool is None:
+                self._spool = _Spool(self._spool_folder())
+            self._spool.append(data)
+
+    @property
+    def entry_count(self) -> int:
+        return self._spool.count if self._spool else 0
+
+    def write_to(self, write: Any) -> int:
+        """Stream the document recorded so far through ``write`` (bytes)."""
+        with self._lock:
+            return Layout(self.indent).write(write, self.pages, iter(self._spool or ()))
+
+    def on_stop(self) -> None:
+        output = self.output
+        if output is None:
+            return
+        if isinstance(output, io.TextIOBase):
+            self.write_to(lambda data: output.write(data.decode("utf-8")))
+        else:
+            self.write_to(output.write)
+        output.flush()
+
+
+class FileHarExporter(IoHarExporter):
+    """Writes the HAR file at ``path`` when stopped (atomically, mode ``0o600`` by default).
+
+    Starting it again after a stop continues the same recording; the next stop rewrites the
+    file with every entry so far.
+    """
+
+    def __init__(self, path: PathLike, indent: Optional[int] = None, mode: int = 0o600):
+        super().__init__(None, indent)
+        self.path = os.fspath(path)
+        self.mode = mode
+
+    def _spool_folder(self) -> Optional[str]:
+        return os.path.dirname(os.path.abspath(self.path))
+
+    def on_start(self) -> None:
+        check_writable(self.path)
+        super().on_start()
+
+    def on_stop(self) -> None:
+        atomic_write(self.path, self.write_to, self.mode)
+
+
+def check_writable(path: PathLike) -> None:
+    """Raise ``OSError`` with a plain message when ``path`` cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"folder is not writable: {folder}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"is a folder: {os.fspath(path)}")
+
+
+def atomic_write(path: PathLike, writer: Any, mode: int = 0o600) -> Any:
+    """Call ``writer(write)`` into a temporary file beside ``path``, then rename it over ``path``.
+
+    The temporary file is created exclusively (``O_EXCL``), never through a symlink, with
+    ``mode``; the rename replaces a symlink planted at ``path`` instead of following it.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        if mode != 0o600:  # mkstemp already created it 0600
+            os.chmod(tmp, mode)
+        with os.fdopen(fd, "wb", buffering=1024 * 1024) as out:
+            result = writer(out.write)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return result

@@ -1,0 +1,211 @@
+"""A HAR file that is valid on disk at every moment of the recording.
+
+Adding an entry overwrites the document's tail with ``",\\n" + entry + tail`` in a single
+``pwrite``: the cost does not grow with the file, earlier bytes are never touched, and the
+file parses after every write. A torn write (the process killed mid-write) leaves at most the
+last entry incomplete, which ``harlem repair`` cuts off.
+
+Rewrites are rare and atomic (temporary file + rename): when a page is added (pages precede
+entries in the document) and when retention drops expired entries, at most once per tenth of
+the retention period. Only a small index (time, offset, length per entry) stays in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import datetime
+from typing import Any, Dict, List, Optional, Tuple
+
+from .._warn import warn_once
+from .base import HarExporter
+from .files import PathLike, atomic_write, check_writable
+from .layout import Layout
+
+__all__ = ["LiveFileHarExporter"]
+
+#: With an interval, pending entries are written early once they hold this many bytes.
+MAX_PENDING_BYTES = 8 * 1024 * 1024
+
+
+class LiveFileHarExporter(HarExporter):
+    """Keeps ``path`` a complete, valid HAR while recording.
+
+    * ``interval_seconds=None``: every entry is written as it arrives.
+    * ``interval_seconds=N``: entries are written in batches every N seconds; with
+      ``hard_interval=True`` (default) a timer thread keeps the interval even when no request
+      is made, with ``False`` a batch is written when an entry arrives after the interval.
+    * ``retention_seconds=N``: entries that started more than N seconds ago are dropped.
+    * ``join_timeout``: how long :meth:`stop` waits for the timer thread.
+    """
+
+    def __init__(self, path: PathLike, indent: Optional[int] = None,
+                 interval_seconds: Optional[float] = None,
+                 retention_seconds: Optional[float] = None, hard_interval: bool = True,
+                 join_timeout: float = 10.0, mode: int = 0o600):
+        super().__init__()
+        self.path = os.fspath(path)
+        self.indent = indent
+        self.interval_seconds = interval_seconds
+        self.retention_seconds = retention_seconds
+        self.hard_interval = hard_interval
+        self.join_timeout = join_timeout
+        self.mode = mode
+        self.pages: List[Dict[str, Any]] = []
+        self._layout = Layout(indent)
+        self._fd: Optional[int] = None
+        self._end = 0  # offset where the tail starts
+        #: (start time, offset, length) of each entry on disk, oldest first.
+        self._index: List[Tuple[float, int, int]] = []
+        self._pending: List[Tuple[float, bytes]] = []
+        self._pending_bytes = 0
+        self._last_flush = time.monotonic()
+        self._last_expiry = 0.0
+        self._timer: Optional[threading.Thread] = None
+        self._stopping = threading.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        check_writable(self.path)
+        self._rewrite([])
+        if self.interval_seconds and self.hard_interval:
+            self._stopping.clear()
+            self._timer = threading.Thread(target=self._tick, name="harlem-live", daemon=True)
+            self._timer.start()
+
+    def on_stop(self) -> None:
+        if self._timer is not None:
+            self._stopping.set()
+            self._timer.join(self.join_timeout)
+            self._timer = None
+        with self._lock:
+            self._flush()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def _tick(self) -> None:
+        while not self._stopping.wait(self.interval_seconds):
+            try:
+                with self._lock:
+                    self._flush()
+            except Exception as exc:
+                warn_once("live-flush", f"could not update {self.path}", exc)
+
+    # -- data ------------------------------------------------------------------------------
+
+    def add_page(self, page: Dict[str, Any]) -> None:
+        with self._lock:
+            if any(p["id"] == page["id"] for p in self.pages):
+                return
+            self.pages.append(dict(page))
+            if self._fd is not None:
+                self._flush(force_rewrite=True)
+
+    def add_entry(self, entry: Dict[str, Any]) -> None:
+        data = self._layout.entry(entry)
+        started = _entry_time(entry) if self.retention_seconds else 0.0
+        with self._lock:
+            self._pending.append((started, data))
+            self._pending_bytes += len(data)
+            if self._fd is None:
+                return
+            due = (not self.interval_seconds
+                   or self._pending_bytes > MAX_PENDING_BYTES
+                   or (not self.hard_interval
+                       and time.monotonic() - self._last_flush >= self.interval_seconds))
+            if due:
+                self._flush()
+
+    @property
+    def entry_count(self) -> int:
+        return len(self._index) + len(self._pending)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _flush(self, force_rewrite: bool = False) -> None:
+        """Write pending entries (one append) and apply retention (a rare rewrite)."""
+        self._last_flush = time.monotonic()
+        if self._fd is None:
+            return
+        keep_from = self._expired_count()
+        if force_rewrite or keep_from:
+            self._rewrite(self._index[keep_from:])
+            return
+        if not self._pending:
+            return
+        layout = self._layout
+        parts = []
+        offset = self._end
+        for started, data in self._pending:
+            separator = layout.first_separator if not self._index else layout.separator
+            offset += len(separator)
+            parts.append(separator)
+            parts.append(data)
+            self._index.append((started, offset, len(data)))
+            offset += len(data)
+        parts.append(layout.tail)
+        os.pwrite(self._fd, b"".join(parts), self._end)
+        self._end = offset
+        self._pending.clear()
+        self._pending_bytes = 0
+
+    def _expired_count(self) -> int:
+        """How many of the oldest written entries retention drops now (0 if not due)."""
+        if not self.retention_seconds or not self._index:
+            return 0
+        now = time.time()
+        if now - self._last_expiry < max(1.0, self.retention_seconds / 10):
+            return 0
+        cutoff = now - self.retention_seconds
+        count = 0
+        for started, _, _ in self._index:
+            if started >= cutoff:
+                break
+            count += 1
+        if count:
+            self._last_expiry = now
+        return count
+
+    def _rewrite(self, kept: List[Tuple[float, int, int]]) -> None:
+        """Write a fresh file: head, the ``kept`` entries, the pending ones, the tail."""
+        cutoff = time.time() - self.retention_seconds if self.retention_seconds else None
+        old_fd = self._fd
+        entries: List[Tuple[float, bytes]] = []
+        for started, offset, length in kept:
+            entries.append((started, os.pread(old_fd, length, offset) if old_fd is not None else b""))
+        entries.extend(e for e in self._pending if cutoff is None or e[0] >= cutoff)
+        head = self._layout.head(self.pages)
+        index: List[Tuple[float, int, int]] = []
+
+        def writer(write: Any) -> None:
+            offset = len(head)
+            write(head)
+            for number, (started, data) in enumerate(entries):
+                separator = self._layout.first_separator if number == 0 else self._layout.separator
+                write(separator)
+                offset += len(separator)
+                write(data)
+                index.append((started, offset, len(data)))
+                offset += len(data)
+            write(self._layout.tail)
+
+        atomic_write(self.path, writer, self.mode)
+        fd = os.open(self.path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+        if old_fd is not None:
+            os.close(old_fd)
+        self._fd = fd
+        self._index = index
+        self._end = index[-1][1] + index[-1][2] if index else len(head)
+        self._pending.clear()
+        self._pending_bytes = 0
+
+
+def _entry_time(entry: Dict[str, Any]) -> float:
+    """The entry's start as a Unix time (for retention); now when it cannot be read."""
+    try:
+        return datetime.fromisoformat(entry["startedDateTime"].replace("Z", "+00:00")).timestamp()
+    except Exception:
+        return time.time()

@@ -1,0 +1,282 @@
+"""From raw exchange to exporter: the one path every recorder's data takes.
+
+Recorders call :func:`begin` when a library call starts and :func:`finish` when the exchange is
+over. :func:`finish` only appends the exchange to a queue; a single daemon thread (the
+*builder*) turns it into a HAR entry dict and hands it to each listening recorder's exporter.
+This keeps entry building, redaction and serialisation off the user's request path: the
+builder mostly runs while the user's thread waits on the network.
+
+Pages (``harlem.page()``) travel through the same queue, so an exporter always sees a page
+before the entries that name it. :func:`flush` waits until everything queued so far has been
+exported; recorders flush when they stop, so a ``with`` block's file is complete at its end.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from queue import SimpleQueue
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+from ._warn import warn_once
+from .capture import Exchange, capture_frames, now
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .exporters.base import HarExporter
+    from .recorders.base import HarRecorder
+
+__all__ = ["begin", "finish", "flush", "open_page", "close_page", "attach", "detach",
+           "is_recording", "DEFAULT_PAGE_ID"]
+
+DEFAULT_PAGE_ID = "page_0"
+DEFAULT_PAGE_TITLE = "harlem recording"
+#: Past this many body bytes waiting for the builder, :func:`finish` waits (bounded memory).
+MAX_PENDING_BYTES = 32 * 1024 * 1024
+
+_lock = threading.RLock()
+_listeners: Dict[str, Tuple["HarRecorder", ...]] = {}
+_open_pages: List[dict] = []
+_page_counter = 0
+_in_flight: "set[Exchange]" = set()
+_queue: "SimpleQueue[Any]" = SimpleQueue()
+_worker: Optional[threading.Thread] = None
+_pending_bytes = 0
+_pending_cond = threading.Condition(threading.Lock())
+# Which page ids each exporter has been given, so a shared exporter gets each page once.
+_pages_sent: "Dict[int, set]" = {}
+
+
+def iso_time(timestamp: float) -> str:
+    """A wall-clock timestamp as ISO 8601 in UTC with milliseconds, as browsers write it."""
+    seconds = int(timestamp)
+    millis = int((timestamp - seconds) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+# --- the recorder side ---------------------------------------------------------------------
+
+
+def is_recording(library: str) -> bool:
+    """True when some recorder listens to ``library``: wrappers skip all work otherwise."""
+    return library in _listeners
+
+
+def begin(library: str, method: str = "GET", url: str = "", depth: int = 3) -> Optional[Exchange]:
+    """Start an exchange for ``library``, or return ``None`` when nothing records it.
+
+    ``depth`` is how many frames to skip to reach the caller of the patched function (the
+    library's own frames are skipped anyway). The exchange remembers which recorders were
+    listening and which page was open at this moment.
+    """
+    listeners = _listeners.get(library)
+    if not listeners:
+        return None
+    exchange = Exchange(library, method, url, capture_frames(depth))
+    exchange.listeners = listeners
+    exchange.page_id = _open_pages[-1]["id"] if _open_pages else None
+    exchange.body_limit = max(r.settings.max_body_size if r.settings.bodies else 0 for r in listeners)
+    with _lock:
+        _in_flight.add(exchange)
+    return exchange
+
+
+def finish(exchange: Exchange) -> None:
+    """The exchange is over (body read, or failed): queue it for building. Call once."""
+    global _pending_bytes
+    if exchange.finished:
+        return
+    exchange.finished = True
+    if exchange.t_end is None:
+        exchange.t_end = now()
+    with _lock:
+        _in_flight.discard(exchange)
+    size = exchange.response_size + len(exchange.request_body or b"")
+    with _pending_cond:
+        while _pending_bytes > MAX_PENDING_BYTES and _worker is not None and _worker.is_alive() \
+                and threading.current_thread() is not _worker:
+            _pending_cond.wait(0.5)
+        _pending_bytes += size
+    _put(exchange)
+
+
+# --- pages -------------------------------------------------------------------------------------
+
+
+def _new_page(page_id: str, title: str) -> dict:
+    return {
+        "startedDateTime": iso_time(time.time()),
+        "id": page_id,
+        "title": title,
+        "pageTimings": {"onContentLoad": -1, "onLoad": -1},
+    }
+
+
+def open_page(title: str) -> dict:
+    """Start a page: exchanges that begin from now on name it, until :func:`close_page`."""
+    global _page_counter
+    with _lock:
+        _page_counter += 1
+        page = _new_page(f"page_{_page_counter}", str(title))
+        _open_pages.append(page)
+        exporters = _active_exporters()
+    _put(("page", page, exporters))
+    return page
+
+
+def close_page(page: dict) -> None:
+    with _lock:
+        if page in _open_pages:
+            _open_pages.remove(page)
+
+
+def _active_exporters() -> List["HarExporter"]:
+    seen: Dict[int, "HarExporter"] = {}
+    for listeners in _listeners.values():
+        for recorder in listeners:
+            seen.setdefault(id(recorder.exporter), recorder.exporter)
+    return list(seen.values())
+
+
+# --- recorders joining and leaving -------------------------------------------------------------
+
+
+def attach(recorder: "HarRecorder") -> None:
+    """Make ``recorder`` receive exchanges of its library from now on.
+
+    Its exporter first receives the default page and every page that is open right now.
+    """
+    with _lock:
+        current = _listeners.get(recorder.library, ())
+        if recorder not in current:
+            _listeners[recorder.library] = current + (recorder,)
+        pages = [_new_page(DEFAULT_PAGE_ID, DEFAULT_PAGE_TITLE)] + list(_open_pages)
+    for page in pages:
+        _put(("page", page, [recorder.exporter]))
+
+
+def detach(recorder: "HarRecorder") -> None:
+    """Stop feeding ``recorder``; export what it is owed first.
+
+    Exchanges still in flight (a streamed body nobody finished reading) are exported for this
+    recorder as they stand, with unknown sizes, so that no request goes missing from its file.
+    """
+    with _lock:
+        current = _listeners.get(recorder.library, ())
+        remaining = tuple(r for r in current if r is not recorder)
+        if remaining:
+            _listeners[recorder.library] = remaining
+        else:
+            _listeners.pop(recorder.library, None)
+        unfinished = [ex for ex in _in_flight if recorder in ex.listeners]
+    for exchange in unfinished:
+        _put(("partial", exchange, recorder))
+    flush()
+    _pages_sent.pop(id(recorder.exporter), None) if not _exporter_in_use(recorder.exporter) else None
+
+
+def _exporter_in_use(exporter: "HarExporter") -> bool:
+    return any(r.exporter is exporter for listeners in _listeners.values() for r in listeners)
+
+
+# --- the builder thread ------------------------------------------------------------------------
+
+
+def _put(item: Any) -> None:
+    global _worker
+    if _worker is None or not _worker.is_alive():
+        with _lock:
+            if _worker is None or not _worker.is_alive():
+                _worker = threading.Thread(target=_run, name="harlem-builder", daemon=True)
+                _worker.start()
+    _queue.put(item)
+
+
+def flush(timeout: Optional[float] = None) -> bool:
+    """Wait until everything queued before this call has reached the exporters."""
+    if threading.current_thread() is _worker:
+        return True
+    done = threading.Event()
+    _put(done)
+    return done.wait(timeout)
+
+
+def _run() -> None:
+    global _pending_bytes
+    queue = _queue
+    while True:
+        item = queue.get()
+        try:
+            if isinstance(item, Exchange):
+                _deliver(item, item.listeners)
+                with _pending_cond:
+                    _pending_bytes -= item.response_size + len(item.request_body or b"")
+                    _pending_cond.notify_all()
+            elif isinstance(item, threading.Event):
+                item.set()
+            elif item[0] == "page":
+                _deliver_page(item[1], item[2])
+            elif item[0] == "partial":
+                _deliver(item[1], (item[2],), partial=True)
+        except BaseException as exc:  # the builder must outlive any bad exchange
+            warn_once("builder", "could not record an HTTP exchange", exc)
+
+
+def _deliver_page(page: dict, exporters: List["HarExporter"]) -> None:
+    for exporter in exporters:
+        sent = _pages_sent.setdefault(id(exporter), set())
+        if page["id"] in sent:
+            continue
+        sent.add(page["id"])
+        try:
+            exporter.add_page(page)
+        except Exception as exc:
+            warn_once(f"export-page-{type(exporter).__name__}",
+                      f"{type(exporter).__name__} could not export a page", exc)
+
+
+def _deliver(exchange: Exchange, recorders: tuple, partial: bool = False) -> None:
+    from .har.build import build_entry
+
+    built: Dict[Any, dict] = {}
+    for recorder in recorders:
+        if not partial and not recorder.receiving:
+            continue
+        options = recorder.settings
+        entry = built.get(options)
+        if entry is None:
+            try:
+                entry = build_entry(exchange, options, partial=partial)
+            except Exception as exc:
+                warn_once("build", "could not build a HAR entry", exc)
+                continue
+            built[options] = entry
+        try:
+            recorder.exporter.add_entry(entry)
+        except Exception as exc:
+            warn_once(f"export-{type(recorder.exporter).__name__}",
+                      f"{type(recorder.exporter).__name__} could not export an entry", exc)
+
+
+# --- fork ----------------------------------------------------------------------------------
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts with no recording of its own and none of the parent's backlog.
+
+    Whoever wants the child recorded (the agent) attaches new recorders after this runs.
+    """
+    global _lock, _queue, _worker, _pending_bytes, _pending_cond, _listeners, _open_pages
+    _lock = threading.RLock()
+    _queue = SimpleQueue()
+    _worker = None
+    _pending_bytes = 0
+    _pending_cond = threading.Condition(threading.Lock())
+    _listeners = {}
+    _in_flight.clear()
+    _pages_sent.clear()
+    _open_pages = list(_open_pages)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,147 @@
+"""The recorder base: reference-counted patching of one HTTP library.
+
+A recorder subclass knows how to read one library (which functions to wrap, where the raw
+facts are); this base knows everything else: patching is installed when the first recorder of
+a library starts and removed when the last one stops, so two recordings at once both receive
+every entry and stopping the last one leaves the library exactly as it was.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from typing import Any, ClassVar, Dict, List, Optional, Type
+
+from .. import pipeline
+from ..settings import Settings
+
+__all__ = ["HarRecorder", "unwrap_all"]
+
+_patch_lock = threading.RLock()
+
+
+class HarRecorder:
+    """Records one HTTP library's exchanges into ``exporter`` while started.
+
+    Use as a context manager or call :meth:`start`/:meth:`stop` (any number of times).
+    ``settings`` (or keyword options such as ``redact=False``) shape the entries built for
+    this recorder.
+    """
+
+    #: The library's import name; also the name used by ``--recorders``.
+    library: ClassVar[str] = ""
+    #: The module whose presence means the library is installed.
+    module_name: ClassVar[str] = ""
+
+    def __init__(self, exporter: Any, settings: Optional[Settings] = None, **options: Any):
+        from ..exporters.base import HarExporter
+
+        if not isinstance(exporter, HarExporter):
+            raise TypeError(f"exporter must be a HarExporter, not {type(exporter).__name__}")
+        self.exporter = exporter
+        base = settings or Settings()
+        self.settings: Settings = base.replace(**options) if options else base
+        self.receiving = False
+
+    @classmethod
+    def is_available(cls) -> bool:
+        """True when the library this recorder reads is installed (without importing it)."""
+        try:
+            return importlib.util.find_spec(cls.module_name or cls.library) is not None
+        except (ImportError, ValueError):
+            return False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> "HarRecorder":
+        if self.receiving:
+            return self
+        cls = type(self)
+        with _patch_lock:
+            if _users_of(cls) == 0:
+                cls._instrument()
+            _add_user(cls, 1)
+        self.exporter.start()
+        self.receiving = True
+        pipeline.attach(self)
+        return self
+
+    def stop(self) -> None:
+        if not self.receiving:
+            return
+        self.receiving = False
+        pipeline.detach(self)
+        cls = type(self)
+        with _patch_lock:
+            _add_user(cls, -1)
+            if _users_of(cls) == 0:
+                cls._uninstrument()
+        self.exporter.stop()
+
+    def __enter__(self) -> "HarRecorder":
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    # -- what a library's recorder provides ------------------------------------------------
+
+    @classmethod
+    def _instrument(cls) -> None:
+        """Install this library's patches (called once, when the first recorder starts)."""
+        raise NotImplementedError
+
+    @classmethod
+    def _uninstrument(cls) -> None:
+        """Remove every patch :meth:`_instrument` installed."""
+        unwrap_all(cls)
+
+    @classmethod
+    def _wrap(cls, owner: Any, name: str, wrapper: Any) -> None:
+        """Wrap ``owner.name`` with a ``wrapt`` wrapper and remember how to undo it."""
+        import wrapt
+
+        own = vars(owner).get(name, _INHERITED) if isinstance(owner, type) else getattr(owner, name)
+        target = getattr(owner, name) if own is _INHERITED else own
+        setattr(owner, name, wrapt.FunctionWrapper(target, wrapper))
+        _patches_of(cls).append((owner, name, own))
+
+
+_INHERITED = object()  # marks a patched attribute that the owner only inherited
+
+# Reference counts and patch lists live per library's recorder class, not on the shared base.
+_users: Dict[Type[HarRecorder], int] = {}
+_patch_lists: Dict[Type[HarRecorder], List[Any]] = {}
+
+
+def _users_of(cls: Type[HarRecorder]) -> int:
+    return _users.get(_library_root(cls), 0)
+
+
+def _add_user(cls: Type[HarRecorder], delta: int) -> None:
+    root = _library_root(cls)
+    _users[root] = _users.get(root, 0) + delta
+
+
+def _library_root(cls: Type[HarRecorder]) -> Type[HarRecorder]:
+    """The class that owns the patches for ``cls.library`` (subclasses share it)."""
+    for klass in reversed(cls.__mro__):
+        if issubclass(klass, HarRecorder) and getattr(klass, "library", "") == cls.library \
+                and klass.__dict__.get("_instrument") is not None:
+            return klass
+    return cls
+
+
+def _patches_of(cls: Type[HarRecorder]) -> List[Any]:
+    return _patch_lists.setdefault(_library_root(cls), [])
+
+
+def unwrap_all(cls: Type[HarRecorder]) -> None:
+    """Put back every original that ``cls`` wrapped, newest first."""
+    patches = _patches_of(cls)
+    while patches:
+        owner, name, original = patches.pop()
+        if original is _INHERITED:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, original)

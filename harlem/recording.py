@@ -1,0 +1,129 @@
+"""A recording: one exporter fed by a recorder for every library that is installed.
+
+``record_to_file``, ``record_to_logger``, the ``harlem`` CLI, the agent and the pytest plugin
+all record through this class, so they behave alike: same libraries, same settings, same end.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Type
+
+from .exporters.base import HarExporter
+from .recorders import available_recorders
+from .recorders.base import HarRecorder
+from .settings import Settings
+
+__all__ = ["Recording", "file_exporter", "in_background"]
+
+
+class _Tally(HarExporter):
+    """Counts entries (and failed ones) on their way to the real exporter."""
+
+    def __init__(self, inner: HarExporter):
+        super().__init__()
+        self.inner = inner
+        self.entries = 0
+        self.failed = 0
+
+    def on_start(self) -> None:
+        self.inner.start()
+
+    def on_stop(self) -> None:
+        self.inner.stop()
+
+    def add_page(self, page: Dict[str, Any]) -> None:
+        self.inner.add_page(page)
+
+    def add_entry(self, entry: Dict[str, Any]) -> None:
+        self.entries += 1
+        if entry["response"]["status"] == 0:
+            self.failed += 1
+        self.inner.add_entry(entry)
+
+
+class Recording:
+    """Records every chosen library into ``exporter`` between :meth:`start` and :meth:`stop`.
+
+    Libraries that are imported later can join with :meth:`start_library` (the agent does
+    this from its post-import hooks). In a forked child, :meth:`stop` exports nothing: the
+    parent owns the file.
+    """
+
+    def __init__(self, exporter: HarExporter, settings: Optional[Settings] = None):
+        self.settings = settings or Settings()
+        self.exporter = exporter
+        self._tally = _Tally(exporter)
+        self.recorders: List[HarRecorder] = []
+        self._pid = os.getpid()
+
+    @property
+    def entry_count(self) -> int:
+        return self._tally.entries
+
+    @property
+    def failed_count(self) -> int:
+        return self._tally.failed
+
+    def start(self, libraries: bool = True) -> "Recording":
+        """Start the exporter and, unless ``libraries`` is False, every available recorder."""
+        self._tally.start()
+        if libraries:
+            for cls in available_recorders(self.settings.recorders):
+                self.start_library(cls)
+        return self
+
+    def start_library(self, cls: Type[HarRecorder]) -> None:
+        if any(type(r) is cls for r in self.recorders):
+            return
+        recorder = cls(self._tally, self.settings)
+        recorder.start()
+        self.recorders.append(recorder)
+
+    def stop(self) -> None:
+        if os.getpid() != self._pid:
+            for recorder in self.recorders:
+                recorder.receiving = False
+            self.recorders.clear()
+            return
+        while self.recorders:
+            self.recorders.pop().stop()
+        self._tally.stop()
+
+    def __enter__(self) -> "Recording":
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    def summary(self, target: str) -> str:
+        failed = f" ({self.failed_count} failed)" if self.failed_count else ""
+        plural = "entry" if self.entry_count == 1 else "entries"
+        return f"harlem: {self.entry_count} {plural}{failed} -> {target}"
+
+
+def in_background(exporter: HarExporter, settings: Settings) -> HarExporter:
+    """Wrap ``exporter`` as ``settings.in_background`` asks (thread, process or not at all)."""
+    from .exporters.background import BackgroundProcessHarExporter, BackgroundThreadHarExporter
+
+    if settings.in_background == "thread":
+        return BackgroundThreadHarExporter(exporter, join_timeout=settings.join_timeout)
+    if settings.in_background == "process":
+        return BackgroundProcessHarExporter(exporter, join_timeout=settings.join_timeout)
+    return exporter
+
+
+def file_exporter(settings: Settings) -> HarExporter:
+    """The exporter that writes ``settings.output`` the way the settings ask."""
+    from .exporters.files import FileHarExporter
+    from .exporters.live import LiveFileHarExporter
+
+    if settings.output is None:
+        raise ValueError("output: a file path is required")
+    if settings.live or settings.interval_seconds:
+        exporter: HarExporter = LiveFileHarExporter(
+            settings.output, indent=settings.indent, interval_seconds=settings.interval_seconds,
+            retention_seconds=settings.retention_seconds, join_timeout=settings.join_timeout)
+    else:
+        exporter = FileHarExporter(settings.output, indent=settings.indent)
+    return in_background(exporter, settings)

@@ -1,0 +1,362 @@
+"""The one settings schema behind keywords, CLI flags and ``HARLEM_*`` environment variables.
+
+Every option is declared once in :data:`OPTIONS`. The keyword ``foo_bar=``, the flag
+``--foo-bar`` and the variable ``HARLEM_FOO_BAR`` are the same option, parsed by the same
+function and rejected with the same message, which names the spelling the user typed.
+Importing this module costs only the standard library: the agent reads it at start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+
+__all__ = ["Settings", "SettingsError", "Option", "OPTIONS", "ENV_PREFIX", "KNOWN_RECORDERS"]
+
+ENV_PREFIX = "HARLEM_"
+KNOWN_RECORDERS = ("requests", "aiohttp", "httpx", "asgi")
+
+
+class SettingsError(ValueError):
+    """A bad option value. ``str()`` is one line naming the option and the value."""
+
+    def __init__(self, option: str, value: Any, expected: str):
+        self.option = option
+        self.value = value
+        self.expected = expected
+        super().__init__(f"{option}: invalid value {value!r} ({expected})")
+
+
+# --- parsers: text (from a flag or variable) or a Python value (from a keyword) -> value ----
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError("expected true/false, 1/0, yes/no or on/off")
+
+
+def _whole(minimum: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a whole number >= {minimum}")
+        try:
+            number = int(value.strip()) if isinstance(value, str) else int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a whole number >= {minimum}") from None
+        if number < minimum or not isinstance(value, (str, int)):
+            raise ValueError(f"expected a whole number >= {minimum}")
+        return number
+
+    return parse
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number of seconds > 0")
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise ValueError("expected a number of seconds > 0") from None
+    if not number > 0 or number == float("inf"):
+        raise ValueError("expected a number of seconds > 0")
+    return number
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+               "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
+
+
+def _size(value: Any) -> int:
+    expected = "expected a size in bytes >= 0, such as 1048576, 512KiB or 10MiB"
+    if isinstance(value, bool):
+        raise ValueError(expected)
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(expected)
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+    if not match or match.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError(expected)
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def _choice(*choices: str) -> Callable[[Any], Optional[str]]:
+    def parse(value: Any) -> Optional[str]:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+        if isinstance(value, str) and value.strip().lower() in choices:
+            return value.strip().lower()
+        raise ValueError("expected one of " + ", ".join(choices))
+
+    return parse
+
+
+def _names(value: Any) -> Tuple[str, ...]:
+    """A list of names: a comma-separated string or an iterable of strings."""
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, Iterable):
+        items = list(value)
+    else:
+        raise ValueError("expected a comma-separated list of names")
+    names = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError("expected a comma-separated list of names")
+        item = item.strip()
+        if item and item not in names:
+            names.append(item)
+    return tuple(names)
+
+
+def _recorders(value: Any) -> Optional[Tuple[str, ...]]:
+    if value is None:
+        return None
+    names = tuple(name.lower() for name in _names(value))
+    unknown = [name for name in names if name not in KNOWN_RECORDERS]
+    if unknown or not names:
+        raise ValueError("expected a comma-separated list of " + ", ".join(KNOWN_RECORDERS))
+    return names
+
+
+def _patterns(value: Any) -> Tuple[str, ...]:
+    patterns = _names(value) if not isinstance(value, str) else tuple(
+        p for p in value.split("\n") if p.strip()
+    )
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+    return patterns
+
+
+def _path(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    text = os.fspath(value)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if not text.strip():
+        raise ValueError("expected a file path")
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One setting, with its spellings on every surface."""
+
+    name: str  #: the keyword; ``--name-with-dashes`` and ``HARLEM_NAME`` derive from it
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    short: Optional[str] = None
+    #: For booleans whose default is True: the CLI spells the switch ``--no-<name>``.
+    negative_flag: bool = False
+    #: Options that accumulate: ``--redact-header A --redact-header B`` or ``A,B``.
+    repeatable: bool = False
+    metavar: Optional[str] = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def is_switch(self) -> bool:
+        return self.parse is _bool
+
+
+OPTIONS: Tuple[Option, ...] = (
+    Option("output", _path, None, "where to write the HAR file", short="-o", metavar="PATH"),
+    Option("indent", _whole(0), None, "indent the JSON by this many spaces (default: compact)",
+           short="-i", metavar="N"),
+    Option("live", _bool, False, "update the file on disk after every entry", short="-l"),
+    Option("interval_seconds", _seconds, None,
+           "update the file on disk at most every N seconds (implies --live)", short="-n",
+           metavar="N"),
+    Option("retention_seconds", _seconds, None,
+           "with --live/--interval-seconds, keep only entries from the last N seconds",
+           short="-r", metavar="N"),
+    Option("in_background", _choice("thread", "process"), None,
+           "export in a background thread or process", short="-b", metavar="thread|process"),
+    Option("recorders", _recorders, None,
+           "which libraries to record (default: every installed one): "
+           + ",".join(KNOWN_RECORDERS), metavar="NAMES"),
+    Option("redact", _bool, True,
+           "replace credentials (Authorization, cookies, API keys, URL passwords) by a marker",
+           negative_flag=True),
+    Option("redact_header", _names, (), "also redact this header's value (repeatable)",
+           repeatable=True, metavar="NAME"),
+    Option("redact_query", _names, (), "also redact this query parameter's value (repeatable)",
+           repeatable=True, metavar="NAME"),
+    Option("redact_json_field", _names, (),
+           "also redact this field in JSON bodies, at any depth (repeatable)", repeatable=True,
+           metavar="NAME"),
+    Option("redact_pattern", _patterns, (),
+           "also redact every match of this regular expression in URLs, headers and text "
+           "bodies (repeatable)", repeatable=True, metavar="REGEX"),
+    Option("max_body_size", _size, 10 * 1024 * 1024,
+           "keep at most this many bytes of each body; sizes stay true (default 10MiB)",
+           metavar="SIZE"),
+    Option("bodies", _bool, True, "record bodies (off: headers and timings only)",
+           negative_flag=True),
+    Option("quiet", _bool, False, "print no summary line on stderr", short="-q"),
+    Option("join_timeout", _seconds, 10.0,
+           "seconds to wait for a background exporter to finish at exit", metavar="N"),
+)
+
+_BY_NAME: Dict[str, Option] = {option.name: option for option in OPTIONS}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Validated settings. Build with :meth:`from_kwargs`, :meth:`from_env` or :meth:`from_args`."""
+
+    output: Optional[str] = None
+    indent: Optional[int] = None
+    live: bool = False
+    interval_seconds: Optional[float] = None
+    retention_seconds: Optional[float] = None
+    in_background: Optional[str] = None
+    recorders: Optional[Tuple[str, ...]] = None
+    redact: bool = True
+    redact_header: Tuple[str, ...] = ()
+    redact_query: Tuple[str, ...] = ()
+    redact_json_field: Tuple[str, ...] = ()
+    redact_pattern: Tuple[str, ...] = ()
+    max_body_size: int = 10 * 1024 * 1024
+    bodies: bool = True
+    quiet: bool = False
+    join_timeout: float = 10.0
+
+    # -- construction, one per surface; all end in _build -------------------------------------
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> "Settings":
+        """Keywords as passed to ``record_to_file(...)``; ``None`` means the default."""
+        values = {}
+        for key, value in kwargs.items():
+            option = _BY_NAME.get(key)
+            if option is None:
+                raise TypeError(f"unexpected keyword argument {key!r}")
+            if value is not None:
+                values[key] = _parse(option, value, f"{key}=")
+        return cls._build(values, lambda o: f"{o.name}=")
+
+    @classmethod
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
+        """``HARLEM_*`` variables; an empty variable counts as unset."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for option in OPTIONS:
+            raw = environ.get(option.env)
+            if raw is not None and raw != "":
+                values[option.name] = _parse(option, raw, option.env)
+        return cls._build(values, lambda o: o.env)
+
+    @classmethod
+    def from_args(cls, namespace: Any) -> "Settings":
+        """An ``argparse`` namespace filled by :func:`add_arguments`."""
+        values = {}
+        for option in OPTIONS:
+            raw = getattr(namespace, option.name, None)
+            if raw is None:
+                continue
+            if option.repeatable:
+                raw = [part for item in raw for part in (item.split(",") if option.parse is _names else [item])]
+            values[option.name] = _parse(option, raw, option.flag)
+        return cls._build(values, lambda o: o.flag)
+
+    @classmethod
+    def _build(cls, values: Dict[str, Any], spell: Callable[[Option], str]) -> "Settings":
+        if values.get("interval_seconds") is not None:
+            values.setdefault("live", True)
+        if values.get("retention_seconds") is not None and not (
+            values.get("live") or values.get("interval_seconds")
+        ):
+            option = _BY_NAME["retention_seconds"]
+            raise SettingsError(spell(option), values["retention_seconds"],
+                                "needs live recording: add live or interval_seconds")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with keyword changes, validated like :meth:`from_kwargs`."""
+        merged = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key, value in changes.items():
+            option = _BY_NAME.get(key)
+            if option is None:
+                raise TypeError(f"unexpected keyword argument {key!r}")
+            merged[key] = option.default if value is None else _parse(option, value, f"{key}=")
+        return Settings._build(merged, lambda o: f"{o.name}=")
+
+    # -- the other direction: settings -> environment, for the agent's launcher -----------------
+
+    def to_env(self) -> Dict[str, str]:
+        """The ``HARLEM_*`` variables that reproduce these settings (defaults left out)."""
+        env = {}
+        for option in OPTIONS:
+            value = getattr(self, option.name)
+            if value == option.default:
+                continue
+            if isinstance(value, bool):
+                env[option.env] = "1" if value else "0"
+            elif isinstance(value, tuple):
+                env[option.env] = ("\n" if option.parse is _patterns else ",").join(value)
+            else:
+                env[option.env] = str(value)
+        return env
+
+
+def _parse(option: Option, value: Any, spelling: str) -> Any:
+    try:
+        return option.parse(value)
+    except ValueError as exc:
+        shown = value if not isinstance(value, list) else ",".join(map(str, value))
+        raise SettingsError(spelling, shown, str(exc)) from None
+
+
+def add_arguments(parser: Any, names: Optional[Iterable[str]] = None, positional_output: bool = False) -> None:
+    """Add the options ``names`` (default: all) to an ``argparse`` parser.
+
+    Values are kept as text (``type`` is not used) so that :meth:`Settings.from_args` reports
+    bad values with the same message as the other surfaces.
+    """
+    wanted = list(names) if names is not None else [o.name for o in OPTIONS]
+    for name in wanted:
+        option = _BY_NAME[name]
+        if positional_output and name == "output":
+            continue
+        spellings = [option.flag] + ([option.short] if option.short else [])
+        if option.is_switch and option.negative_flag:
+            parser.add_argument("--no-" + option.flag[2:], dest=option.name, action="store_const",
+                                const="0", default=None, help=option.help)
+        elif option.is_switch:
+            parser.add_argument(*spellings, dest=option.name, action="store_const", const="1",
+                                default=None, help=option.help)
+        elif option.repeatable:
+            parser.add_argument(*spellings, dest=option.name, action="append", default=None,
+                                metavar=option.metavar, help=option.help)
+        else:
+            parser.add_argument(*spellings, dest=option.name, default=None,
+                                metavar=option.metavar, help=f"{option.help} [env {option.env}]")
+
+
+def options_table() -> List[Tuple[str, str, str, str]]:
+    """``(keyword, flag, variable, help)`` rows, for the docs and ``--help``."""
+    rows = []
+    for option in OPTIONS:
+        flag = ("--no-" + option.flag[2:]) if option.negative_flag else option.flag
+        rows.append((option.name, flag, option.env, option.help))
+    return rows
