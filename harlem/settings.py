@@ -3,15 +3,18 @@
 Every option is declared once in :data:`OPTIONS`. The keyword ``foo_bar=``, the flag
 ``--foo-bar`` and the variable ``HARLEM_FOO_BAR`` are the same option, parsed by the same
 function and rejected with the same message, which names the spelling the user typed.
-Importing this module costs only the standard library: the agent reads it at start-up.
+The agent reads it at interpreter start-up, so importing it must stay nearly free: no
+``dataclasses``, ``typing``, ``re`` or ``enum`` at import time (each costs milliseconds in a
+fresh interpreter); ``re`` is imported only to check a value that needs it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import re
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 __all__ = ["Settings", "SettingsError", "Option", "OPTIONS", "ENV_PREFIX", "KNOWN_RECORDERS"]
 
@@ -82,6 +85,8 @@ def _size(value: Any) -> int:
         if value < 0:
             raise ValueError(expected)
         return value
+    import re
+
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
     if not match or match.group(2).lower() not in _SIZE_UNITS:
         raise ValueError(expected)
@@ -103,10 +108,11 @@ def _names(value: Any) -> Tuple[str, ...]:
     """A list of names: a comma-separated string or an iterable of strings."""
     if isinstance(value, str):
         items = value.split(",")
-    elif isinstance(value, Iterable):
-        items = list(value)
     else:
-        raise ValueError("expected a comma-separated list of names")
+        try:
+            items = list(value)
+        except TypeError:
+            raise ValueError("expected a comma-separated list of names") from None
     names = []
     for item in items:
         if not isinstance(item, str):
@@ -131,6 +137,8 @@ def _patterns(value: Any) -> Tuple[str, ...]:
     patterns = _names(value) if not isinstance(value, str) else tuple(
         p for p in value.split("\n") if p.strip()
     )
+    import re
+
     for pattern in patterns:
         try:
             re.compile(pattern)
@@ -150,20 +158,28 @@ def _path(value: Any) -> Optional[str]:
     return text
 
 
-@dataclasses.dataclass(frozen=True)
 class Option:
-    """One setting, with its spellings on every surface."""
+    """One setting, with its spellings on every surface.
 
-    name: str  #: the keyword; ``--name-with-dashes`` and ``HARLEM_NAME`` derive from it
-    parse: Callable[[Any], Any]
-    default: Any
-    help: str
-    short: Optional[str] = None
-    #: For booleans whose default is True: the CLI spells the switch ``--no-<name>``.
-    negative_flag: bool = False
-    #: Options that accumulate: ``--redact-header A --redact-header B`` or ``A,B``.
-    repeatable: bool = False
-    metavar: Optional[str] = None
+    ``name`` is the keyword; ``--name-with-dashes`` and ``HARLEM_NAME`` derive from it.
+    ``negative_flag``: a switch whose default is on, spelled ``--no-<name>`` on the CLI.
+    ``repeatable``: values accumulate (``--redact-header A --redact-header B`` or ``A,B``).
+    """
+
+    __slots__ = ("name", "parse", "default", "help", "short", "negative_flag", "repeatable",
+                 "metavar")
+
+    def __init__(self, name: str, parse: Callable[[Any], Any], default: Any, help: str,
+                 short: Optional[str] = None, negative_flag: bool = False,
+                 repeatable: bool = False, metavar: Optional[str] = None):
+        self.name = name
+        self.parse = parse
+        self.default = default
+        self.help = help
+        self.short = short
+        self.negative_flag = negative_flag
+        self.repeatable = repeatable
+        self.metavar = metavar
 
     @property
     def flag(self) -> str:
@@ -178,7 +194,7 @@ class Option:
         return self.parse is _bool
 
 
-OPTIONS: Tuple[Option, ...] = (
+OPTIONS: "Tuple[Option, ...]" = (
     Option("output", _path, None, "where to write the HAR file", short="-o", metavar="PATH"),
     Option("indent", _whole(0), None, "indent the JSON by this many spaces (default: compact)",
            short="-i", metavar="N"),
@@ -217,29 +233,59 @@ OPTIONS: Tuple[Option, ...] = (
            "seconds to wait for a background exporter to finish at exit", metavar="N"),
 )
 
-_BY_NAME: Dict[str, Option] = {option.name: option for option in OPTIONS}
+_BY_NAME: "Dict[str, Option]" = {option.name: option for option in OPTIONS}
 
 
-@dataclasses.dataclass(frozen=True)
 class Settings:
-    """Validated settings. Build with :meth:`from_kwargs`, :meth:`from_env` or :meth:`from_args`."""
+    """Validated, immutable settings: one attribute per option in :data:`OPTIONS`.
 
-    output: Optional[str] = None
-    indent: Optional[int] = None
-    live: bool = False
-    interval_seconds: Optional[float] = None
-    retention_seconds: Optional[float] = None
-    in_background: Optional[str] = None
-    recorders: Optional[Tuple[str, ...]] = None
-    redact: bool = True
-    redact_header: Tuple[str, ...] = ()
-    redact_query: Tuple[str, ...] = ()
-    redact_json_field: Tuple[str, ...] = ()
-    redact_pattern: Tuple[str, ...] = ()
-    max_body_size: int = 10 * 1024 * 1024
-    bodies: bool = True
-    quiet: bool = False
-    join_timeout: float = 10.0
+    Build with :meth:`from_kwargs`, :meth:`from_env` or :meth:`from_args`; ``Settings()`` is
+    every default. Hashable, so the entry builder can cache what it derives from them.
+    """
+
+    __slots__ = tuple(option.name for option in OPTIONS)
+
+    if TYPE_CHECKING:  # pragma: no cover
+        output: Optional[str]
+        indent: Optional[int]
+        live: bool
+        interval_seconds: Optional[float]
+        retention_seconds: Optional[float]
+        in_background: Optional[str]
+        recorders: Optional[Tuple[str, ...]]
+        redact: bool
+        redact_header: Tuple[str, ...]
+        redact_query: Tuple[str, ...]
+        redact_json_field: Tuple[str, ...]
+        redact_pattern: Tuple[str, ...]
+        max_body_size: int
+        bodies: bool
+        quiet: bool
+        join_timeout: float
+
+    def __init__(self, **values: Any):
+        """Trusted construction from already parsed values; users call the ``from_*`` methods."""
+        for option in OPTIONS:
+            object.__setattr__(self, option.name, values.pop(option.name, option.default))
+        if values:
+            raise TypeError(f"unexpected keyword argument {next(iter(values))!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Settings are immutable: use .replace(...)")
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, option.name) for option in OPTIONS)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Settings) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        changed = ", ".join(f"{o.name}={getattr(self, o.name)!r}" for o in OPTIONS
+                            if getattr(self, o.name) != o.default)
+        return f"Settings({changed})"
 
     # -- construction, one per surface; all end in _build -------------------------------------
 
@@ -293,7 +339,7 @@ class Settings:
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with keyword changes, validated like :meth:`from_kwargs`."""
-        merged = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        merged = {option.name: getattr(self, option.name) for option in OPTIONS}
         for key, value in changes.items():
             option = _BY_NAME.get(key)
             if option is None:

@@ -87,3 +87,62 @@ class Layout:
             count += 1
         write(self.tail)
         return count
+
+
+class RepairError(ValueError):
+    """The file is not a harlem-layout HAR that can be cut back to a valid state."""
+
+
+def repair(data: bytes) -> "tuple[bytes, int]":
+    """Cut a torn live file back to its last complete entry; return ``(document, entries)``.
+
+    A live file only ever grows by overwriting its tail with ``separator + entry + tail``, so
+    everything before the last separator that starts a whole entry is intact. Candidates are
+    tried from the end; the first that parses is the longest valid state. A file that already
+    parses is returned unchanged.
+    """
+    import orjson as _orjson
+
+    try:
+        return data, len(_orjson.loads(data)["log"]["entries"])
+    except (ValueError, KeyError, TypeError):
+        pass
+    marker = data.find(b'"entries":')
+    if marker < 0:
+        raise RepairError("no \"entries\" array found: not a HAR written by harlem")
+    start = data.find(b"[", marker)
+    if start < 0:
+        raise RepairError("the \"entries\" array is cut off before it starts")
+    indent = _detected_indent(data)
+    layout = Layout(indent)
+    opener = b"\n" + (layout._pad.encode()) + b"{"
+    # Places where an entry may end: before each separator that opens an entry, and the
+    # array's start (no complete entry at all).
+    cuts = [start + 1]
+    position = start
+    while True:
+        position = data.find(b"," + opener, position + 1)
+        if position < 0:
+            break
+        cuts.append(position)
+    # The last entry may be whole, with only the separator after it or the tail torn.
+    cuts.append(len(data.rstrip().rstrip(b",")))
+    for cut in sorted(set(cuts), reverse=True):
+        candidate = data[:cut].rstrip() + layout.tail
+        if cut == start + 1:
+            candidate = data[:cut] + layout.tail
+        try:
+            document = _orjson.loads(candidate)
+            return candidate, len(document["log"]["entries"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    raise RepairError("no valid state found: the head of the file is damaged")
+
+
+def _detected_indent(data: bytes) -> Optional[int]:
+    """The ``indent`` a harlem file was written with (its second line's leading spaces)."""
+    newline = data.find(b"\n")
+    if newline < 0 or not data.startswith(b"{\n"):
+        return None
+    line = data[newline + 1:data.find(b"\n", newline + 1)]
+    return (len(line) - len(line.lstrip(b" "))) or None
