@@ -7,9 +7,12 @@ and the ``.pth`` hook add nothing to a program's start-up until something is rec
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 from ._version import __version__
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
 _EXPORTS = {
     "record_to_file": "harlem.record",

@@ -42,7 +42,9 @@ _in_flight: "set[Exchange]" = set()
 _queue: "SimpleQueue[Any]" = SimpleQueue()
 _worker: Optional[threading.Thread] = None
 _pending_bytes = 0
-_pending_cond = threading.Condition(threading.Lock())
+# An RLock: a generator closed by the garbage collector may finish an exchange on a thread
+# that is already inside this condition.
+_pending_cond = threading.Condition(threading.RLock())
 # Which page ids each exporter has been given, so a shared exporter gets each page once.
 _pages_sent: "Dict[int, set]" = {}
 
@@ -103,9 +105,14 @@ def finish(exchange: Exchange) -> None:
 # --- pages -------------------------------------------------------------------------------------
 
 
-def _new_page(page_id: str, title: str) -> dict:
+def default_page(started: Optional[float] = None) -> dict:
+    """The page that entries made outside any ``harlem.page()`` block belong to."""
+    return _new_page(DEFAULT_PAGE_ID, DEFAULT_PAGE_TITLE, started)
+
+
+def _new_page(page_id: str, title: str, started: Optional[float] = None) -> dict:
     return {
-        "startedDateTime": iso_time(time.time()),
+        "startedDateTime": iso_time(time.time() if started is None else started),
         "id": page_id,
         "title": title,
         "pageTimings": {"onContentLoad": -1, "onLoad": -1},
@@ -150,7 +157,7 @@ def attach(recorder: "HarRecorder") -> None:
         current = _listeners.get(recorder.library, ())
         if recorder not in current:
             _listeners[recorder.library] = current + (recorder,)
-        pages = [_new_page(DEFAULT_PAGE_ID, DEFAULT_PAGE_TITLE)] + list(_open_pages)
+        pages = [default_page()] + list(_open_pages)
     for page in pages:
         _put(("page", page, [recorder.exporter]))
 
@@ -169,6 +176,8 @@ def detach(recorder: "HarRecorder") -> None:
         else:
             _listeners.pop(recorder.library, None)
         unfinished = [ex for ex in _in_flight if recorder in ex.listeners]
+        for exchange in unfinished:  # it gets this partial entry instead of the final one
+            exchange.listeners = tuple(r for r in exchange.listeners if r is not recorder)
     for exchange in unfinished:
         _put(("partial", exchange, recorder))
     flush()
@@ -240,8 +249,6 @@ def _deliver(exchange: Exchange, recorders: tuple, partial: bool = False) -> Non
 
     built: Dict[Any, dict] = {}
     for recorder in recorders:
-        if not partial and not recorder.receiving:
-            continue
         options = recorder.settings
         entry = built.get(options)
         if entry is None:
@@ -271,7 +278,7 @@ def _after_fork_in_child() -> None:
     _queue = SimpleQueue()
     _worker = None
     _pending_bytes = 0
-    _pending_cond = threading.Condition(threading.Lock())
+    _pending_cond = threading.Condition(threading.RLock())
     _listeners = {}
     _in_flight.clear()
     _pages_sent.clear()

@@ -24,20 +24,23 @@ class HarExporter:
     """
 
     def __init__(self) -> None:
+        #: Guards the exporter's data; never held while waiting for another thread.
         self._lock = threading.RLock()
+        # Guards only the start/stop count, so on_stop may join threads that take _lock.
+        self._lifecycle = threading.RLock()
         self._users = 0
 
     # -- lifecycle (reference-counted) ---------------------------------------------------
 
     def start(self) -> "HarExporter":
-        with self._lock:
+        with self._lifecycle:
             self._users += 1
             if self._users == 1:
                 self.on_start()
         return self
 
     def stop(self) -> None:
-        with self._lock:
+        with self._lifecycle:
             if self._users == 0:
                 return
             self._users -= 1
@@ -73,11 +76,13 @@ class HarExporter:
         """Exporters travel to a background process before they start: drop the lock."""
         state = self.__dict__.copy()
         state.pop("_lock", None)
+        state.pop("_lifecycle", None)
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+        self._lifecycle = threading.RLock()
 
 
 def creator() -> Dict[str, str]:

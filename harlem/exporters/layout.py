@@ -14,6 +14,7 @@ each entry is pretty-printed and shifted to its depth, so the file reads as one 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Dict, Iterable, List, Optional
 
 import orjson
@@ -33,9 +34,16 @@ class Layout:
         self.indent = indent or None
         self.comment = comment
         self._pad = " " * (3 * self.indent) if self.indent else ""
+        self._created = time.time()
         self.tail = self._split([])[1]
 
     def head(self, pages: List[Dict[str, Any]]) -> bytes:
+        """The document up to the entries; a HAR always has a page, so the default one is
+        written when none was given."""
+        if not pages:
+            from ..pipeline import default_page
+
+            pages = [default_page(self._created)]
         return self._split(pages)[0]
 
     def _split(self, pages: List[Dict[str, Any]]) -> "tuple[bytes, bytes]":

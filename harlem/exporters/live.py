@@ -65,6 +65,15 @@ class LiveFileHarExporter(HarExporter):
         self._timer: Optional[threading.Thread] = None
         self._stopping = threading.Event()
 
+    def __getstate__(self) -> Dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_stopping", None)  # events do not pickle; a background process makes its own
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._stopping = threading.Event()
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def on_start(self) -> None:

@@ -101,10 +101,14 @@ class HarRecorder:
         """Wrap ``owner.name`` with a ``wrapt`` wrapper and remember how to undo it."""
         import wrapt
 
+        from ..capture import register_library_path
+
+        register_library_path(wrapt)
         own = vars(owner).get(name, _INHERITED) if isinstance(owner, type) else getattr(owner, name)
         target = getattr(owner, name) if own is _INHERITED else own
-        setattr(owner, name, wrapt.FunctionWrapper(target, wrapper))
-        _patches_of(cls).append((owner, name, own))
+        patched = wrapt.FunctionWrapper(target, wrapper)
+        setattr(owner, name, patched)
+        _patches_of(cls).append((owner, name, own, patched))
 
 
 _INHERITED = object()  # marks a patched attribute that the owner only inherited
@@ -137,10 +141,17 @@ def _patches_of(cls: Type[HarRecorder]) -> List[Any]:
 
 
 def unwrap_all(cls: Type[HarRecorder]) -> None:
-    """Put back every original that ``cls`` wrapped, newest first."""
+    """Put back every original that ``cls`` wrapped, newest first.
+
+    Where someone else has replaced our wrapper since (another instrumentation, a test's
+    monkeypatch), theirs stays: ours, left underneath, does nothing once nobody records.
+    """
     patches = _patches_of(cls)
     while patches:
-        owner, name, original = patches.pop()
+        owner, name, original, patched = patches.pop()
+        current = vars(owner).get(name) if isinstance(owner, type) else getattr(owner, name, None)
+        if current is not patched:
+            continue
         if original is _INHERITED:
             delattr(owner, name)
         else:

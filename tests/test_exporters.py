@@ -1,0 +1,264 @@
+"""Exporters: valid documents, safe files, flat costs, and nothing held in memory."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import gc
+import io
+import json
+import logging
+import os
+import stat
+import time
+import weakref
+
+import orjson
+import pytest
+
+from harlem import (BackgroundProcessHarExporter, BackgroundThreadHarExporter, CompositeHarExporter,
+                    ExecutorHarExporter, FileHarExporter, HarExporter, IoHarExporter,
+                    LiveFileHarExporter, LoggingHarExporter, ModelHarExporter, to_har_model)
+from tests.entries import DEFAULT_PAGE, make_entry
+from tests.helpers import check_har
+
+
+def feed(exporter: HarExporter, count: int = 3) -> None:
+    exporter.start()
+    exporter.add_page(DEFAULT_PAGE)
+    for number in range(count):
+        exporter.add_entry(make_entry(number))
+    exporter.stop()
+
+
+def entry_numbers(har: dict) -> list:
+    return [e["request"]["queryString"][0]["value"] for e in har["log"]["entries"]]
+
+
+@pytest.mark.parametrize("indent", [None, 2, 4])
+def test_file_exporter_writes_a_valid_har_in_every_indent(tmp_path, indent):
+    path = tmp_path / "out.har"
+    feed(FileHarExporter(path, indent=indent))
+    har = check_har(path)
+    assert entry_numbers(har) == ["0", "1", "2"]
+    assert har["log"]["creator"]["name"] == "harlem"
+    assert har["log"]["pages"][0]["id"] == "page_0"
+    data = path.read_bytes()
+    assert data.startswith(b"{")
+    if indent:  # reads as ordinary indented JSON
+        assert data.decode() == json.dumps(json.loads(data), indent=indent, ensure_ascii=False) + "\n"
+
+
+def test_file_is_private_and_written_atomically(tmp_path):
+    path = tmp_path / "out.har"
+    feed(FileHarExporter(path))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(os.listdir(tmp_path)) == ["out.har"]  # no temporary or spool file left
+
+
+def test_a_symlink_planted_at_the_output_is_replaced_not_followed(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    path = tmp_path / "out.har"
+    path.symlink_to(victim)
+    feed(FileHarExporter(path))
+    assert victim.read_text() == "keep me"
+    assert not path.is_symlink()
+    check_har(path)
+
+
+def test_file_exporter_holds_no_entries_after_writing_them(tmp_path):
+    exporter = FileHarExporter(tmp_path / "out.har")
+    exporter.start()
+    entry = make_entry(1)
+    ref = weakref.ref(entry)
+    exporter.add_entry(entry)
+    del entry
+    gc.collect()
+    assert ref() is None  # serialised to the spool, not kept
+    exporter.stop()
+
+
+def test_restarting_a_file_exporter_continues_the_recording(tmp_path):
+    path = tmp_path / "out.har"
+    exporter = FileHarExporter(path)
+    feed(exporter, 2)
+    feed(exporter, 1)
+    assert entry_numbers(check_har(path)) == ["0", "1", "0"]
+
+
+@pytest.mark.parametrize("stream_type", [io.BytesIO, io.StringIO])
+def test_io_exporter_writes_to_binary_and_text_streams(stream_type):
+    stream = stream_type()
+    feed(IoHarExporter(stream, indent=2))
+    value = stream.getvalue()
+    check_har(json.loads(value))
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_live_file_is_valid_after_every_entry_and_only_appends(tmp_path, indent):
+    path = tmp_path / "live.har"
+    exporter = LiveFileHarExporter(path, indent=indent)
+    exporter.start()
+    exporter.add_page(DEFAULT_PAGE)
+    previous = path.read_bytes()
+    tail = exporter._layout.tail
+    for number in range(20):
+        exporter.add_entry(make_entry(number))
+        data = path.read_bytes()
+        # earlier bytes untouched: the old file minus its tail is a prefix of the new one
+        assert data.startswith(previous[: len(previous) - len(tail)])
+        assert entry_numbers(check_har(path)) == [str(n) for n in range(number + 1)]
+        previous = data
+    exporter.stop()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_live_append_cost_does_not_depend_on_file_size(tmp_path, monkeypatch):
+    """Each entry is one positioned write of the new bytes only (structure, not timing)."""
+    path = tmp_path / "live.har"
+    exporter = LiveFileHarExporter(path)
+    exporter.start()
+    writes = []
+    real_pwrite = os.pwrite
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: writes.append(len(data)) or real_pwrite(fd, data, offset))
+    for number in range(200):
+        exporter.add_entry(make_entry(number))
+    exporter.stop()
+    assert len(writes) == 200
+    assert max(writes) - min(writes) < 64  # same-sized entries cost the same at 1 and at 200
+
+
+def test_live_file_holds_no_entries(tmp_path):
+    exporter = LiveFileHarExporter(tmp_path / "live.har")
+    exporter.start()
+    entry = make_entry(1)
+    ref = weakref.ref(entry)
+    exporter.add_entry(entry)
+    del entry
+    gc.collect()
+    assert ref() is None
+    exporter.stop()
+
+
+def test_live_pages_added_later_keep_every_entry(tmp_path):
+    path = tmp_path / "live.har"
+    exporter = LiveFileHarExporter(path)
+    exporter.start()
+    exporter.add_page(DEFAULT_PAGE)
+    exporter.add_entry(make_entry(0))
+    exporter.add_page(dict(DEFAULT_PAGE, id="page_1", title="second"))
+    exporter.add_entry(dict(make_entry(1), pageref="page_1"))
+    har = check_har(path)
+    assert [p["id"] for p in har["log"]["pages"]] == ["page_0", "page_1"]
+    assert entry_numbers(har) == ["0", "1"]
+    exporter.stop()
+
+
+def test_live_interval_keeps_its_interval_without_new_requests(tmp_path):
+    path = tmp_path / "live.har"
+    exporter = LiveFileHarExporter(path, interval_seconds=0.05)
+    exporter.start()
+    exporter.add_page(DEFAULT_PAGE)
+    exporter.add_entry(make_entry(0))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not check_har(path)["log"]["entries"]:
+        time.sleep(0.02)  # the timer thread writes the batch; no further add_entry call
+    assert entry_numbers(check_har(path)) == ["0"]
+    exporter.stop()
+
+
+def test_live_soft_interval_writes_when_the_next_entry_arrives(tmp_path):
+    path = tmp_path / "live.har"
+    exporter = LiveFileHarExporter(path, interval_seconds=3600, hard_interval=False)
+    exporter.start()
+    exporter.add_page(DEFAULT_PAGE)
+    exporter.add_entry(make_entry(0))
+    assert check_har(path)["log"]["entries"] == []  # batched
+    exporter.stop()
+    assert entry_numbers(check_har(path)) == ["0"]  # written at stop
+
+
+def test_live_retention_drops_old_entries(tmp_path):
+    path = tmp_path / "live.har"
+    exporter = LiveFileHarExporter(path, retention_seconds=60)
+    exporter.start()
+    exporter.add_page(DEFAULT_PAGE)
+    exporter.add_entry(make_entry(0, started=time.time() - 3600))
+    exporter.add_entry(make_entry(1))
+    exporter.stop()
+    assert entry_numbers(check_har(path)) == ["1"]
+
+
+def test_logging_exporter_and_to_har_model_round_trip():
+    records = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    logger = logging.getLogger("test-harlem-logging")
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(Collect())
+    feed(LoggingHarExporter(logger, level=logging.INFO, new_entry_message="entry!"))
+    pages = [r.har_page for r in records if hasattr(r, "har_page")]
+    entries = [r.har_entry for r in records if hasattr(r, "har_entry")]
+    assert len(pages) == 1 and len(entries) == 3
+    assert {r.levelno for r in records} == {logging.INFO}
+    assert records[-1].getMessage() == "entry!"
+    model = to_har_model(pages, entries)
+    check_har(model.model_dump(by_alias=True, exclude_none=True))
+
+
+def test_model_exporter_gives_a_pydantic_model():
+    exporter = ModelHarExporter()
+    feed(exporter)
+    assert len(exporter.model.log.entries) == 3
+    check_har(exporter.to_dict())
+
+
+def test_composite_exporter_survives_a_failing_member(tmp_path, capfd):
+    class Broken(HarExporter):
+        def add_entry(self, entry):
+            raise OSError("disk full")
+
+    path = tmp_path / "out.har"
+    feed(CompositeHarExporter([Broken(), FileHarExporter(path)]))
+    assert entry_numbers(check_har(path)) == ["0", "1", "2"]
+    assert capfd.readouterr().err.count("disk full") == 1  # warned once, not per entry
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda inner: BackgroundThreadHarExporter(inner),
+    lambda inner: BackgroundProcessHarExporter(inner),
+    lambda inner: ExecutorHarExporter(inner, concurrent.futures.ThreadPoolExecutor(4)),
+], ids=["thread", "process", "executor"])
+@pytest.mark.parametrize("live", [False, True])
+def test_background_exporters_write_the_same_file(tmp_path, wrap, live):
+    path = tmp_path / "out.har"
+    inner = LiveFileHarExporter(path) if live else FileHarExporter(path)
+    feed(wrap(inner), 50)
+    assert entry_numbers(check_har(path)) == [str(n) for n in range(50)]
+
+
+def test_background_process_that_died_loses_entries_but_not_the_program(tmp_path, capfd):
+    exporter = BackgroundProcessHarExporter(FileHarExporter(tmp_path / "out.har"))
+    exporter.start()
+    exporter._process.kill()
+    exporter._process.wait()
+    for number in range(3):
+        exporter.add_entry(make_entry(number, body="x" * 100_000))
+    exporter.stop()
+    assert capfd.readouterr().err.count("background export process is gone") == 1
+
+
+def test_exporter_start_stop_is_reference_counted(tmp_path):
+    path = tmp_path / "out.har"
+    exporter = FileHarExporter(path)
+    exporter.start()
+    exporter.start()
+    exporter.add_entry(make_entry(0))
+    exporter.stop()
+    assert not path.exists()  # still in use by the second user
+    exporter.stop()
+    assert entry_numbers(check_har(path)) == ["0"]
+    assert orjson.loads(path.read_bytes())["log"]["version"] == "1.2"

@@ -1,0 +1,94 @@
+"""The one settings schema: the same option means the same thing on every surface."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from harlem.settings import OPTIONS, Settings, SettingsError, add_arguments
+
+
+def parse_cli(*argv: str) -> Settings:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return Settings.from_args(parser.parse_args(list(argv)))
+
+
+@pytest.mark.parametrize(
+    "kwargs, argv, env",
+    [
+        ({"indent": 2}, ["--indent", "2"], {"HARLEM_INDENT": "2"}),
+        ({"indent": 2}, ["-i", "2"], {"HARLEM_INDENT": "2"}),
+        ({"live": True}, ["--live"], {"HARLEM_LIVE": "1"}),
+        ({"interval_seconds": 2.5}, ["-n", "2.5"], {"HARLEM_INTERVAL_SECONDS": "2.5"}),
+        ({"interval_seconds": 1, "retention_seconds": 60}, ["-n", "1", "-r", "60"],
+         {"HARLEM_INTERVAL_SECONDS": "1", "HARLEM_RETENTION_SECONDS": "60"}),
+        ({"in_background": "thread"}, ["-b", "thread"], {"HARLEM_IN_BACKGROUND": "thread"}),
+        ({"recorders": ["requests"]}, ["--recorders", "requests"], {"HARLEM_RECORDERS": "requests"}),
+        ({"redact": False}, ["--no-redact"], {"HARLEM_REDACT": "0"}),
+        ({"redact_header": ["X-A", "X-B"]}, ["--redact-header", "X-A", "--redact-header", "X-B"],
+         {"HARLEM_REDACT_HEADER": "X-A,X-B"}),
+        ({"max_body_size": "1MiB"}, ["--max-body-size", "1048576"], {"HARLEM_MAX_BODY_SIZE": "1MiB"}),
+        ({"bodies": False}, ["--no-bodies"], {"HARLEM_BODIES": "false"}),
+        ({"quiet": True}, ["-q"], {"HARLEM_QUIET": "yes"}),
+    ],
+)
+def test_three_surfaces_agree(kwargs, argv, env):
+    from_kwargs = Settings.from_kwargs(**kwargs)
+    assert from_kwargs == parse_cli(*argv) == Settings.from_env(env)
+    # and the agent's launcher round-trips them through the environment
+    assert Settings.from_env(from_kwargs.to_env()) == from_kwargs
+
+
+@pytest.mark.parametrize(
+    "name, bad",
+    [
+        ("indent", "two"), ("indent", "-1"), ("interval_seconds", "0"), ("interval_seconds", "x"),
+        ("in_background", "fork"), ("recorders", "curl"), ("max_body_size", "lots"),
+        ("redact", "maybe"), ("redact_pattern", "(unclosed"),
+    ],
+)
+def test_bad_values_name_the_option_and_value_on_each_surface(name, bad):
+    option = next(o for o in OPTIONS if o.name == name)
+    with pytest.raises(SettingsError) as env_error:
+        Settings.from_env({option.env: bad})
+    assert str(env_error.value).startswith(f"{option.env}: invalid value {bad!r}")
+    with pytest.raises(SettingsError) as kw_error:
+        Settings.from_kwargs(**{name: bad})
+    assert str(kw_error.value).startswith(f"{name}=: invalid value {bad!r}")
+    if not option.is_switch:
+        with pytest.raises(SettingsError) as cli_error:
+            parse_cli(option.flag, bad)
+        assert str(cli_error.value).startswith(f"{option.flag}: invalid value")
+    assert "\n" not in str(env_error.value)
+
+
+def test_retention_needs_live_recording():
+    with pytest.raises(SettingsError, match="retention_seconds"):
+        Settings.from_kwargs(retention_seconds=10)
+
+
+def test_interval_implies_live_and_unknown_keywords_are_rejected():
+    assert Settings.from_kwargs(interval_seconds=3).live is True
+    with pytest.raises(TypeError):
+        Settings.from_kwargs(no_such_option=1)
+
+
+def test_settings_are_immutable_and_hashable():
+    settings = Settings()
+    with pytest.raises(AttributeError):
+        settings.indent = 3  # type: ignore[misc]
+    assert {settings: 1}[Settings()] == 1
+    assert settings.replace(indent=4).indent == 4 and settings.indent is None
+
+
+def test_importing_settings_imports_nothing_heavy():
+    import subprocess
+    import sys
+
+    code = ("import sys, harlem.settings; heavy = {'dataclasses', 'typing', 'pydantic', 'wrapt', "
+            "'orjson', 'requests', 'aiohttp'}; print(sorted(heavy & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         env={"PYTHONPATH": str(__import__('pathlib').Path(__file__).parents[1])})
+    assert out.stdout.strip() == "[]", out.stderr
