@@ -1,0 +1,549 @@
+"""Recording for ``requests`` (and the urllib3 underneath it).
+
+Where the facts are, and so what is wrapped (class-level ``wrapt`` patches, all undone exactly
+when the last recorder stops):
+
+* ``requests.adapters.HTTPAdapter.send`` runs once per hop (``Session.send`` calls it for the
+  first request and again for every redirect), for module-level helpers and every Session. It
+  starts the exchange, keeps the request body, notes the status, reason and response headers,
+  and fails the exchange when the call raises. While it runs, a thread-local names the exchange
+  so that the urllib3 hooks below know whom they work for; outside it they call straight through.
+* ``urllib3.connection.HTTPConnection``: ``_new_conn`` (the TCP connection), ``putrequest`` and
+  ``putheader`` (the request line and every header exactly as sent, including the Host and
+  Accept-Encoding headers http.client adds itself), ``getresponse`` (request sent; status and
+  headers in; socket addresses). ``HTTPSConnection.connect`` ends with the TLS handshake.
+* ``socket.getaddrinfo`` is how urllib3 resolves names; it is timed only while this thread is
+  inside ``_new_conn`` of a recorded exchange, and passes through untouched otherwise.
+* ``urllib3.response.HTTPResponse``: ``stream`` (what ``.content``, ``.text``, ``.json()``,
+  ``iter_content`` and ``iter_lines`` read through) passes every chunk on unchanged and at the
+  same pace while keeping a copy, and finishes the exchange when the body ends; ``read`` does
+  the same for programs that read ``response.raw`` directly (``shutil.copyfileobj``);
+  ``_handle_chunk`` counts the wire bytes of chunked bodies, which urllib3 does not count in
+  ``tell()``.
+* ``requests.models.Response.close`` (also what ``with requests.get(...) as r`` calls) finishes
+  an exchange whose body was never read to the end. urllib3's own ``close`` is left alone: the
+  garbage collector calls it from finalizers, where finishing an exchange could deadlock on
+  the pipeline's locks. A body nobody reads nor closes is exported when the recording stops.
+
+Nothing here may change what the program sees: wrappers return what the library returned and
+re-raise what it raised (bare ``raise``), and harlem's own bookkeeping runs inside
+:func:`_quietly`, which turns its failures into a one-time warning.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+import threading
+import weakref
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
+
+from .. import pipeline
+from .._warn import warn_once
+from ..capture import Exchange, now, register_library_path
+from .base import HarRecorder, unwrap_all
+
+__all__ = ["RequestsHarRecorder"]
+
+LIBRARY = "requests"
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+# Looked up once by _instrument rather than on every header or connection.
+_skip_header: Optional[str] = None  # urllib3's "do not send this header" marker value
+_https_connection: Optional[type] = None
+
+
+class RequestsHarRecorder(HarRecorder):
+    """Records every HTTP exchange made with ``requests`` (one entry per redirect hop)."""
+
+    library = LIBRARY
+    module_name = "requests"
+
+    @classmethod
+    def _instrument(cls) -> None:
+        import requests
+        import requests.adapters
+        import requests.models
+        import urllib3
+        import urllib3.connection
+        import urllib3.response
+        import urllib3.util
+        import wrapt
+
+        global _skip_header, _https_connection
+        for module in (requests, urllib3, wrapt):
+            register_library_path(module)
+        _skip_header = getattr(urllib3.util, "SKIP_HEADER", None)
+        _https_connection = urllib3.connection.HTTPSConnection
+        connection = urllib3.connection.HTTPConnection
+        response = urllib3.response.HTTPResponse
+        patches: List[Tuple[Any, str, Any]] = [
+            (requests.adapters.HTTPAdapter, "send", _adapter_send),
+            (connection, "_new_conn", _new_conn),
+            (urllib3.connection.HTTPSConnection, "connect", _tls_connect),
+            (connection, "putrequest", _putrequest),
+            (connection, "putheader", _putheader),
+            (connection, "getresponse", _getresponse),
+            (socket, "getaddrinfo", _getaddrinfo),
+            (response, "stream", _stream),
+            (response, "read", _read),
+            (response, "_handle_chunk", _handle_chunk),
+            (requests.models.Response, "close", _response_close),
+        ]
+        try:
+            for owner, name, wrapper in patches:
+                cls._wrap(owner, name, wrapper)
+        except BaseException:
+            unwrap_all(cls)  # all or nothing: never leave the library half patched
+            raise
+
+
+# --- guarding harlem's own work -------------------------------------------------------------
+
+
+def _quietly(func: _F) -> _F:
+    """Run a bookkeeping step so that its failure is a one-time warning, never the program's.
+
+    The step returns ``None`` when it failed; the request itself is never affected.
+    """
+    key = f"{LIBRARY}-{func.__name__}"
+
+    @functools.wraps(func)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            warn_once(key, f"the requests recorder failed ({func.__name__}); "
+                           "the request itself is unaffected", exc)
+            return None
+
+    return guarded  # type: ignore[return-value]
+
+
+class _ThreadState(threading.local):
+    """What this thread is doing for harlem. Class defaults make reads cheap in every thread."""
+
+    #: The exchange whose ``HTTPAdapter.send`` is running in this thread.
+    exchange: Optional[Exchange] = None
+    #: True while that exchange's ``_new_conn`` runs: ``getaddrinfo`` calls are its DNS phase.
+    connecting = False
+
+
+_thread = _ThreadState()
+
+
+# --- urllib3 1.26 / 2.x differences, in one place ------------------------------------------
+#
+# Everything else is common to both: ``_new_conn``, ``putrequest``, ``putheader``,
+# ``HTTPSConnection.connect``, ``HTTPResponse.stream/read/tell/_handle_chunk``, ``version`` and
+# ``_original_response``. In 1.26 ``getresponse`` is inherited from http.client (the base's
+# ``_wrap`` patches it on the urllib3 class all the same), and chunked request bodies go through
+# ``request_chunked`` instead of ``request(chunked=True)``; both still call ``putrequest`` and
+# ``putheader``, so the hooks see them. Neither counts ``read_chunked``'s bytes in ``tell()``.
+
+
+def _str_body_bytes(text: str) -> bytes:
+    """The bytes a ``str`` request body goes out as.
+
+    urllib3 2 encodes it as UTF-8 itself; urllib3 1.26 hands it to http.client, which uses
+    ISO-8859-1 (and fails the request when that cannot encode it).
+    """
+    import urllib3
+
+    if not urllib3.__version__.startswith("1."):
+        return text.encode("utf-8")
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
+
+
+_HTTP_VERSIONS: Dict[int, str] = {9: "HTTP/0.9", 10: "HTTP/1.0", 11: "HTTP/1.1", 20: "http/2.0"}
+
+
+# --- the hop: HTTPAdapter.send --------------------------------------------------------------
+
+
+def _adapter_send(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    if not pipeline.is_recording(LIBRARY):
+        return wrapped(*args, **kwargs)
+    exchange = _begin(args, kwargs)
+    if exchange is None:
+        return wrapped(*args, **kwargs)
+    outer = _thread.exchange
+    _thread.exchange = exchange
+    try:
+        response = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _fail(exchange, exc)
+        raise
+    finally:
+        _thread.exchange = outer
+        _thread.connecting = False
+    if not _received(exchange, response):
+        _finish(exchange)
+    return response
+
+
+@_quietly
+def _begin(args: tuple, kwargs: dict) -> Optional[Exchange]:
+    request = args[0] if args else kwargs["request"]
+    exchange = pipeline.begin(LIBRARY, str(request.method or "GET"), str(request.url or ""), depth=2)
+    if exchange is not None:
+        exchange.request_body = _request_body(request.body)
+    return exchange
+
+
+def _request_body(body: Any) -> Optional[bytes]:
+    """The request body as bytes, or ``None`` for no body or one that is sent as it is read.
+
+    A file or an iterator is read by urllib3 while sending; reading it here would consume it,
+    so such a body stays unrecorded.
+    """
+    if body is None or isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return _str_body_bytes(body)
+    if isinstance(body, (bytearray, memoryview)):
+        return bytes(body)
+    return None
+
+
+@_quietly
+def _fail(exchange: Exchange, exc: BaseException) -> None:
+    exchange.error = exc
+    pipeline.finish(exchange)
+
+
+@_quietly
+def _finish(exchange: Exchange) -> None:
+    pipeline.finish(exchange)
+
+
+@_quietly
+def _received(exchange: Exchange, response: Any) -> bool:
+    """Note the status line and headers; hand the exchange to the body hooks to complete."""
+    if exchange.t_response is None:  # a connection class that bypassed the urllib3 hooks
+        exchange.t_response = now()
+    raw = response.raw
+    exchange.status = int(response.status_code)
+    exchange.reason = _wire_text(str(response.reason or ""))
+    exchange.http_version = _HTTP_VERSIONS.get(getattr(raw, "version", 11), "HTTP/1.1")
+    exchange.response_headers = _response_headers(raw)
+    if not hasattr(raw, "stream"):
+        return False  # not a urllib3 response: the body cannot be followed
+    _bodies[raw] = _Body(exchange)
+    return True
+
+
+def _response_headers(raw: Any) -> List[Tuple[str, str]]:
+    """Response headers in wire order with duplicates, as http.client parsed them.
+
+    ``HTTPResponse.headers`` is a dict; the message http.client parsed keeps order and
+    repetitions.
+    """
+    message = getattr(getattr(raw, "_original_response", None), "msg", None)
+    items = message.items() if message is not None else raw.headers.items()
+    return [(_wire_text(str(name)), _wire_text(str(value))) for name, value in items]
+
+
+def _wire_text(text: str) -> str:
+    """Header text that http.client decoded as ISO-8859-1, decoded as UTF-8 when it is UTF-8.
+
+    Every recorder spells header bytes this way (UTF-8, else ISO-8859-1), so "é" sent by a
+    server reads "é" in the HAR whichever library received it.
+    """
+    if text.isascii():
+        return text
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
+
+
+# --- the connection: urllib3.connection.HTTPConnection and socket.getaddrinfo ---------------
+
+
+def _new_conn(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    exchange = _thread.exchange
+    if exchange is None:
+        return wrapped(*args, **kwargs)
+    _connect_starts(exchange)
+    _thread.connecting = True
+    try:
+        sock = wrapped(*args, **kwargs)
+    finally:
+        _thread.connecting = False
+    _tcp_connected(exchange, instance)
+    return sock
+
+
+@_quietly
+def _connect_starts(exchange: Exchange) -> None:
+    # A second connection within one exchange (a retry) replaces the first one's phases, and
+    # nothing is sent before the connection exists (see _connected).
+    exchange.t_dns_start = exchange.t_dns_end = exchange.t_tls_start = None
+    exchange.t_connect_end = exchange.t_send_start = None
+    exchange.t_connect_start = now()
+
+
+@_quietly
+def _tcp_connected(exchange: Exchange, connection: Any) -> None:
+    mark = now()
+    if _https_connection is not None and isinstance(connection, _https_connection):
+        exchange.t_tls_start = mark  # connected once the handshake is done: _tls_connect
+    else:
+        _connected(exchange, mark)
+
+
+def _connected(exchange: Exchange, mark: float) -> None:
+    exchange.t_connect_end = mark
+    # Plain-HTTP connections open lazily, inside http.client's first send, after putrequest
+    # and putheader merely buffered the request: sending really starts once connected.
+    if exchange.request_headers:
+        exchange.t_send_start = mark
+
+
+def _tls_connect(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    exchange = _thread.exchange
+    if exchange is None:
+        return wrapped(*args, **kwargs)
+    result = wrapped(*args, **kwargs)
+    _tls_connected(exchange)
+    return result
+
+
+@_quietly
+def _tls_connected(exchange: Exchange) -> None:
+    _connected(exchange, now())
+
+
+def _getaddrinfo(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    if not _thread.connecting:
+        return wrapped(*args, **kwargs)
+    exchange = _thread.exchange
+    if exchange is not None and exchange.t_dns_start is None:
+        exchange.t_dns_start = now()
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        if exchange is not None:
+            exchange.t_dns_end = now()
+
+
+def _putrequest(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    exchange = _thread.exchange
+    if exchange is not None:
+        _request_line(exchange, args, kwargs)
+    return wrapped(*args, **kwargs)
+
+
+@_quietly
+def _request_line(exchange: Exchange, args: tuple, kwargs: dict) -> None:
+    method = args[0] if args else kwargs.get("method")
+    if method:
+        exchange.method = str(method)
+    # Called again within one exchange only when urllib3 retries: the last attempt counts.
+    exchange.request_headers = []
+    exchange.t_send_start = now()
+
+
+def _putheader(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    result = wrapped(*args, **kwargs)
+    exchange = _thread.exchange
+    if exchange is not None:
+        _header_sent(exchange, args, kwargs)
+    return result
+
+
+@_quietly
+def _header_sent(exchange: Exchange, args: tuple, kwargs: dict) -> None:
+    """Note one header the way http.client puts it on the wire."""
+    name = args[0] if args else kwargs["header"]
+    values = args[1:]
+    if any(isinstance(value, str) and value == _skip_header for value in values):
+        return  # urllib3's marker for "do not send this header": nothing went out
+    exchange.request_headers.append((_header_text(name), "\r\n\t".join(map(_header_text, values))))
+
+
+def _header_text(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return _wire_text(bytes(value).decode("latin-1"))
+    return str(value)
+
+
+def _getresponse(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    exchange = _thread.exchange
+    if exchange is None:
+        return wrapped(*args, **kwargs)
+    _request_sent(exchange, instance)
+    response = wrapped(*args, **kwargs)
+    exchange.t_response = now()
+    return response
+
+
+@_quietly
+def _request_sent(exchange: Exchange, connection: Any) -> None:
+    exchange.t_send_end = now()
+    # Read the addresses now: a "Connection: close" response detaches the socket.
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        return
+    peer = sock.getpeername()
+    if isinstance(peer, tuple):  # (host, port) or IPv6's (host, port, flowinfo, scope_id)
+        exchange.server_ip, exchange.server_port = str(peer[0]), int(peer[1])
+        exchange.local_port = int(sock.getsockname()[1])
+
+
+# --- the body: urllib3.response.HTTPResponse ------------------------------------------------
+
+
+class _Body:
+    """A recorded response's body in progress, keyed by its urllib3 response."""
+
+    __slots__ = ("exchange", "in_stream", "chunk_bytes", "undecoded")
+
+    def __init__(self, exchange: Exchange):
+        self.exchange = exchange
+        #: True while ``stream`` pulls from urllib3, so that its inner ``read`` calls are not
+        #: counted a second time.
+        self.in_stream = False
+        #: Wire bytes of a chunked body read by ``read_chunked`` (``tell()`` misses them).
+        self.chunk_bytes = 0
+        #: True once the program read still-encoded bytes: the decoded body is unknown.
+        self.undecoded = False
+
+
+_bodies: "weakref.WeakKeyDictionary[Any, _Body]" = weakref.WeakKeyDictionary()
+
+
+def _body_of(raw: Any) -> Optional[_Body]:
+    if not _bodies:
+        return None
+    try:
+        body = _bodies.get(raw)
+    except TypeError:
+        return None
+    return body if body is not None and not body.exchange.finished else None
+
+
+def _stream(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    body = _body_of(instance)
+    if body is None:
+        return wrapped(*args, **kwargs)
+    return _tee(wrapped(*args, **kwargs), instance, body)
+
+
+def _tee(chunks: Iterator[bytes], raw: Any, body: _Body) -> Iterator[bytes]:
+    """Yield urllib3's chunks unchanged, one by one as they come, keeping a copy of each.
+
+    Nothing is read ahead: each chunk is pulled only when the program asks for the next one.
+    Closing this generator closes urllib3's at once, as closing urllib3's own would have.
+    """
+    try:
+        while True:
+            body.in_stream = True
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                break
+            finally:
+                body.in_stream = False
+            _keep(body, chunk)
+            try:
+                yield chunk
+            except GeneratorExit:
+                chunks.close()  # type: ignore[attr-defined]
+                raise
+    except GeneratorExit:
+        _end(raw, body)
+        raise
+    except BaseException as exc:
+        _end(raw, body, error=exc)
+        raise
+    _end(raw, body, complete=True)
+
+
+@_quietly
+def _keep(body: _Body, chunk: bytes) -> None:
+    if not body.undecoded:
+        body.exchange.add_response_chunk(chunk)
+
+
+def _read(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    body = _body_of(instance)
+    if body is None or body.in_stream:
+        return wrapped(*args, **kwargs)
+    try:
+        data = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _end(instance, body, error=exc)
+        raise
+    _direct_read(instance, body, args, kwargs, data)
+    return data
+
+
+@_quietly
+def _direct_read(raw: Any, body: _Body, args: tuple, kwargs: dict, data: bytes) -> None:
+    """Account for ``raw.read(amt, decode_content)`` called by the program itself."""
+    amt = args[0] if args else kwargs.get("amt")
+    decode = args[1] if len(args) > 1 else kwargs.get("decode_content")
+    if decode is None:
+        decode = raw.decode_content
+    if not decode and _content_encoded(raw):
+        body.undecoded = True
+    _keep(body, data)
+    if amt is None or amt < 0 or (amt > 0 and not data):  # read to the end, or hit it
+        _end(raw, body, complete=True)
+
+
+def _content_encoded(raw: Any) -> bool:
+    encoding = raw.headers.get("content-encoding", "")
+    return encoding.strip().lower() not in ("", "identity")
+
+
+def _handle_chunk(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    data = wrapped(*args, **kwargs)
+    body = _body_of(instance)
+    if body is not None and data:
+        body.chunk_bytes += len(data)
+    return data
+
+
+def _response_close(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        raw = getattr(instance, "raw", None)
+        body = _body_of(raw)
+        if body is not None:
+            _end(raw, body)  # closed before its end: the size stays unknown
+
+
+@_quietly
+def _end(raw: Any, body: _Body, complete: bool = False, error: Optional[BaseException] = None) -> None:
+    """Finish the exchange: read to the end (``complete``), failed (``error``) or abandoned."""
+    exchange = body.exchange
+    if exchange.finished:
+        return
+    _bodies.pop(raw, None)  # the program may keep the response for long: let go of the copy
+    if error is not None:
+        exchange.error = error
+    elif complete:
+        exchange.response_wire_size = _wire_size(raw, body)
+        exchange.body_complete = not body.undecoded
+    pipeline.finish(exchange)
+
+
+def _wire_size(raw: Any, body: _Body) -> Optional[int]:
+    """Body bytes as they came off the connection, before content decoding.
+
+    ``tell()`` counts what ``read`` pulled (chunk framing already removed by http.client);
+    ``chunk_bytes`` what ``read_chunked`` pulled. Decoded bytes without any wire bytes mean a
+    path neither counts, so the size is unknown rather than wrong.
+    """
+    size = int(raw.tell()) + body.chunk_bytes
+    if size == 0 and body.exchange.response_size > 0:
+        return None
+    return size
