@@ -1,0 +1,153 @@
+"""The ``harlem`` command, run for real in subprocesses against the loopback server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO_ROOT, check_har
+
+PROGRAM = '''
+import os, sys, requests
+
+URL = os.environ["TARGET_URL"]
+
+def fetch():
+    print("program output")
+    requests.get(URL + "/json")
+    requests.get(URL + "/text")
+
+def fail():
+    requests.get(URL + "/json")
+    raise RuntimeError("the program's own error")
+
+def interrupted():
+    requests.get(URL + "/json")
+    raise KeyboardInterrupt
+
+def exits():
+    requests.get(URL + "/json")
+    sys.exit(7)
+
+async def coroutine():
+    requests.get(URL + "/json")
+    return 3
+'''
+
+
+def run_harlem(tmp_path: Path, *args: str, server_url: str = "") -> subprocess.CompletedProcess:
+    (tmp_path / "prog.py").write_text(textwrap.dedent(PROGRAM))
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TARGET_URL=server_url)
+    env.pop("HARLEM_OUTPUT", None)
+    return subprocess.run([sys.executable, "-m", "harlem", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_records_a_function_and_prints_a_summary(tmp_path, server):
+    result = run_harlem(tmp_path, "prog:fetch", "out.har", server_url=server.url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "program output\n"  # harlem prints nothing to stdout
+    har = check_har(tmp_path / "out.har")
+    assert [e["request"]["url"] for e in har["log"]["entries"]] == [server.url + "/json", server.url + "/text"]
+    assert "harlem: 2 entries -> out.har" in result.stderr
+
+
+@pytest.mark.parametrize("flags", [["--indent", "2"], ["-l"], ["-n", "0.5", "-r", "60"], ["-b", "thread"],
+                                   ["-b", "process"], ["-i", "2", "-l", "-b", "thread"], ["--quiet"]])
+def test_every_flag_writes_a_valid_har(tmp_path, server, flags):
+    result = run_harlem(tmp_path, "prog:fetch", "out.har", *flags, server_url=server.url)
+    assert result.returncode == 0, result.stderr
+    assert len(check_har(tmp_path / "out.har")["log"]["entries"]) == 2
+    assert ("harlem:" in result.stderr) is ("--quiet" not in flags)
+
+
+def test_the_functions_exception_keeps_its_traceback_and_exit_code(tmp_path, server):
+    result = run_harlem(tmp_path, "prog:fail", "out.har", server_url=server.url)
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "RuntimeError: the program's own error" in result.stderr
+    assert len(check_har(tmp_path / "out.har")["log"]["entries"]) == 1  # written before exiting
+
+
+def test_keyboard_interrupt_still_writes_the_har(tmp_path, server):
+    result = run_harlem(tmp_path, "prog:interrupted", "out.har", server_url=server.url)
+    assert result.returncode in (130, -2, 1)  # the interpreter's own KeyboardInterrupt exit
+    assert "KeyboardInterrupt" in result.stderr
+    assert len(check_har(tmp_path / "out.har")["log"]["entries"]) == 1
+
+
+def test_sys_exit_code_passes_through(tmp_path, server):
+    result = run_harlem(tmp_path, "prog:exits", "out.har", server_url=server.url)
+    assert result.returncode == 7
+    assert len(check_har(tmp_path / "out.har")["log"]["entries"]) == 1
+
+
+def test_a_coroutine_function_is_run_and_its_result_is_the_exit_code(tmp_path, server):
+    result = run_harlem(tmp_path, "prog:coroutine", "out.har", server_url=server.url)
+    assert result.returncode == 3
+    assert len(check_har(tmp_path / "out.har")["log"]["entries"]) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nosuchmodule:main", "out.har"], "cannot find module 'nosuchmodule'"),
+    (["prog:nosuchfunc", "out.har"], "has no attribute 'nosuchfunc'"),
+    (["prog", "out.har"], "is not of the form pkg.module:func"),
+    (["prog:fetch", "out.har", "--indent", "two"], "--indent: invalid value 'two'"),
+    (["prog:fetch", "out.har", "-b", "fork"], "--in-background: invalid value 'fork'"),
+    (["prog:fetch", "out.har", "-n", "-3"], "--interval-seconds: invalid value '-3'"),
+    (["prog:fetch", "no/such/folder/out.har"], "output: cannot write"),
+    (["prog:fetch", "out.har", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["prog:fetch"], "the following arguments are required"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
+    result = run_harlem(tmp_path, *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out.har").exists()
+
+
+def test_unwritable_output_folder_is_reported(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        result = run_harlem(tmp_path, "prog:fetch", "locked/out.har")
+        assert result.returncode == 2 and "not writable" in result.stderr
+    finally:
+        locked.chmod(0o700)
+
+
+def test_python_dash_m_harlem_and_help(tmp_path):
+    result = run_harlem(tmp_path, "--help")
+    assert result.returncode == 0
+    for flag in ("--indent", "--live", "--interval-seconds", "--retention-seconds", "--in-background",
+                 "-i", "-l", "-n", "-r", "-b"):
+        assert flag in result.stdout
+
+
+def test_repair_restores_a_torn_live_file(tmp_path, server):
+    result = run_harlem(tmp_path, "prog:fetch", "out.har", "--live", server_url=server.url)
+    assert result.returncode == 0, result.stderr
+    whole = (tmp_path / "out.har").read_bytes()
+    torn = whole[: whole.rfind(b",\n") + 40]  # a kill in the middle of writing the last entry
+    (tmp_path / "out.har").write_bytes(torn)
+    result = run_harlem(tmp_path, "repair", "out.har")
+    assert result.returncode == 0, result.stderr
+    assert "kept 1 entries" in result.stderr
+    assert len(check_har(tmp_path / "out.har")["log"]["entries"]) == 1
+    again = run_harlem(tmp_path, "repair", "out.har")
+    assert "already valid" in again.stderr
+
+
+def test_repair_reports_a_file_it_cannot_fix(tmp_path):
+    (tmp_path / "bad.har").write_text("not a har at all")
+    result = run_harlem(tmp_path, "repair", "bad.har")
+    assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -1,0 +1,112 @@
+"""The context managers and pages, with real requests against the loopback server."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+import requests
+
+import harlem
+from harlem import ModelHarExporter, RequestsHarRecorder, record_to_file, record_to_logger
+from tests.helpers import check_har
+
+
+def test_record_to_file_writes_even_on_keyboard_interrupt(tmp_path, server):
+    path = tmp_path / "out.har"
+    with pytest.raises(KeyboardInterrupt):
+        with record_to_file(path):
+            requests.get(server.url + "/json")
+            raise KeyboardInterrupt
+    assert len(check_har(path)["log"]["entries"]) == 1
+
+
+def test_record_to_file_writes_when_the_block_raises(tmp_path, server):
+    path = tmp_path / "out.har"
+    with pytest.raises(ValueError, match="boom"):
+        with record_to_file(path, indent=2):
+            requests.get(server.url + "/json")
+            raise ValueError("boom")
+    assert len(check_har(path)["log"]["entries"]) == 1
+
+
+def test_pages_group_what_follows(tmp_path, server):
+    path = tmp_path / "out.har"
+    with record_to_file(path):
+        requests.get(server.url + "/json?before")
+        with harlem.page("login"):
+            requests.get(server.url + "/json?inside")
+        requests.get(server.url + "/json?after")
+    har = check_har(path)
+    pages = {p["id"]: p["title"] for p in har["log"]["pages"]}
+    refs = [pages[e["pageref"]] for e in har["log"]["entries"]]
+    assert refs == ["harlem recording", "login", "harlem recording"]
+
+
+def test_two_recordings_at_once_both_receive_every_entry(tmp_path, server):
+    first, second = tmp_path / "a.har", tmp_path / "b.har"
+    with record_to_file(first):
+        requests.get(server.url + "/json?one")
+        with record_to_file(second):
+            requests.get(server.url + "/json?two")
+        requests.get(server.url + "/json?three")
+    assert len(check_har(first)["log"]["entries"]) == 3
+    assert [e["request"]["url"][-3:] for e in check_har(second)["log"]["entries"]] == ["two"]
+
+
+def test_stopping_the_last_recording_restores_requests_exactly(server):
+    import requests.adapters
+
+    original = requests.adapters.HTTPAdapter.__dict__["send"]
+    exporter = ModelHarExporter()
+    recorder = RequestsHarRecorder(exporter)
+    for _ in range(3):  # start/stop many times
+        with recorder:
+            assert requests.adapters.HTTPAdapter.__dict__["send"] is not original
+            requests.get(server.url + "/json")
+        assert requests.adapters.HTTPAdapter.__dict__["send"] is original
+    assert len(exporter.entries) == 3
+    check_har(exporter.to_dict())
+
+
+def test_record_to_logger_logs_pages_and_entries(server):
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("test-record-to-logger")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    with record_to_logger(logger=logger, level=logging.INFO, new_entry_message="entry"):
+        requests.get(server.url + "/json")
+    entries = [r.har_entry for r in records if hasattr(r, "har_entry")]
+    pages = [r.har_page for r in records if hasattr(r, "har_page")]
+    assert len(entries) == 1 and pages
+    check_har(harlem.to_har_model(pages, entries).model_dump(by_alias=True, exclude_none=True))
+
+
+def test_requests_from_threads_are_all_recorded(tmp_path, server):
+    path = tmp_path / "out.har"
+    with record_to_file(path):
+        threads = [threading.Thread(target=requests.get, args=(f"{server.url}/json?t={n}",)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(check_har(path)["log"]["entries"]) == 8
+
+
+def test_recording_changes_nothing_the_program_sees(tmp_path, server):
+    def observe():
+        response = requests.get(server.url + "/binary?size=5000")
+        streamed = b"".join(requests.get(server.url + "/stream?chunks=5&size=100", stream=True).iter_content(7))
+        try:
+            requests.get(server.url + "/slow?delay=2", timeout=0.2)
+        except requests.ReadTimeout as exc:
+            error = type(exc)
+        return response.status_code, response.content, dict(response.headers).keys(), streamed, error
+
+    plain = observe()
+    with record_to_file(tmp_path / "out.har"):
+        recorded = observe()
+    assert plain == recorded
