@@ -1,0 +1,131 @@
+"""The pytest plugin, exercised by running real test files in a pytest subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from harlem.pytest_plugin import har_file_name
+from tests.helpers import REPO_ROOT, check_har
+
+TESTS = '''
+import os, requests, pytest
+
+URL = os.environ["TARGET_URL"]
+
+def test_passes():
+    requests.get(URL + "/json?passing")
+
+def test_fails():
+    requests.get(URL + "/status/404")
+    assert False, "deliberate"
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_param(n):
+    requests.get(URL + f"/json?n={n}")
+
+def test_fixture(har):
+    requests.post(URL + "/echo", json={"a": 1})
+    assert har.entries[-1]["request"]["postData"]["text"] == '{"a": 1}'
+    requests.get(URL + "/status/201")
+    assert har.entries[-1]["response"]["status"] == 201
+    assert len(har.entries) == 2
+'''
+
+ASYNC_TESTS = '''
+import os, aiohttp, pytest
+
+URL = os.environ["TARGET_URL"]
+
+@pytest.mark.asyncio
+async def test_asyncio(har):
+    async with aiohttp.ClientSession() as session:
+        async with session.get(URL + "/json?asyncio") as response:
+            await response.read()
+    assert har.entries[-1]["request"]["url"].endswith("asyncio")
+
+@pytest.mark.anyio
+async def test_anyio(har):
+    async with aiohttp.ClientSession() as session:
+        async with session.get(URL + "/json?anyio") as response:
+            await response.read()
+    assert har.entries[-1]["request"]["url"].endswith("anyio")
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+'''
+
+
+def plugin_installed() -> bool:
+    return any(ep.name == "harlem" for ep in entry_points(group="pytest11"))
+
+
+def run_pytest(tmp_path: Path, server_url: str, source: str, *args: str) -> subprocess.CompletedProcess:
+    (tmp_path / "test_traffic.py").write_text(textwrap.dedent(source))
+    plugin = [] if plugin_installed() else ["-p", "harlem.pytest_plugin"]
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TARGET_URL=server_url)
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *plugin, *args,
+                           "test_traffic.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_har_dir_keeps_only_failing_tests_by_default(tmp_path, server):
+    result = run_pytest(tmp_path, server.url, TESTS, "--har", "hars")
+    assert "1 failed, 4 passed" in result.stdout, result.stdout + result.stderr
+    files = os.listdir(tmp_path / "hars")
+    assert files == [har_file_name("test_traffic.py::test_fails")]
+    har = check_har(tmp_path / "hars" / files[0])
+    assert [e["response"]["status"] for e in har["log"]["entries"]] == [404]
+    # the failure report shows the file and a table of the test's requests
+    assert "harlem: HTTP traffic of this test" in result.stdout
+    assert files[0] in result.stdout and "/status/404" in result.stdout
+
+
+def test_har_keep_all_writes_one_file_per_test(tmp_path, server):
+    result = run_pytest(tmp_path, server.url, TESTS, "--har", "hars", "--har-keep", "all")
+    assert "1 failed, 4 passed" in result.stdout, result.stdout + result.stderr
+    files = sorted(os.listdir(tmp_path / "hars"))
+    assert len(files) == 5
+    for name in files:
+        check_har(tmp_path / "hars" / name)
+    passing = check_har(tmp_path / "hars" / har_file_name("test_traffic.py::test_passes"))
+    assert [e["request"]["url"] for e in passing["log"]["entries"]] == [server.url + "/json?passing"]
+
+
+def test_xdist_workers_write_separate_files(tmp_path, server):
+    pytest.importorskip("xdist")
+    result = run_pytest(tmp_path, server.url, TESTS, "-n", "2", "--har", "hars", "--har-keep", "all")
+    assert "1 failed, 4 passed" in result.stdout, result.stdout + result.stderr
+    files = os.listdir(tmp_path / "hars")
+    assert len(files) == 5
+    urls = [check_har(tmp_path / "hars" / f)["log"]["entries"] for f in files]
+    assert sorted(len(entries) for entries in urls) == [1, 1, 1, 1, 2]  # the fixture test makes two
+
+
+def test_har_fixture_works_without_the_option_and_with_async_tests(tmp_path, server):
+    pytest.importorskip("pytest_asyncio")
+    pytest.importorskip("anyio")
+    result = run_pytest(tmp_path, server.url, ASYNC_TESTS)
+    assert "2 passed" in result.stdout, result.stdout + result.stderr
+    assert not (tmp_path / "hars").exists()
+
+
+def test_unused_plugin_imports_nothing_else(tmp_path):
+    code = ("import sys, harlem.pytest_plugin; "
+            "print(sorted(m for m in sys.modules if m.startswith('harlem') and m != 'harlem.pytest_plugin'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    assert out.stdout.strip() == "['harlem', 'harlem._version']", out.stderr
+
+
+def test_file_names_are_safe_and_unique():
+    a = har_file_name("tests/test_x.py::test_a[http://x/?a=1]")
+    b = har_file_name("tests/test_x.py::test_a[http://x/?a=2]")
+    assert a != b and "/" not in a and ":" not in a and a.endswith(".har")
