@@ -1,0 +1,1 @@
+"""HAR documents: building entries, the model, validation."""

@@ -1,0 +1,69 @@
+"""Reusable test helpers: HAR checking and the TLS test server's details.
+
+Import them with ``from tests.helpers import check_har`` (``tests/conftest.py`` makes the
+repository root importable).
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Union
+
+from harlem.har.validate import HarValidationError, check_schema, validate_har, validate_har_file
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: The reference HAR schema shared by the team, outside the repository. Every HAR a test
+#: produces is also checked against it when it exists; the suite passes without it.
+REFERENCE_SCHEMA_DIR = Path(__file__).resolve().parents[2] / "shared" / "har-schema"
+
+
+def check_har(har: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
+    """Validate a HAR (a file path or a parsed dict) and return it as a dict.
+
+    A path goes through :func:`validate_har_file` (bytes, UTF-8, no NaN), a dict through
+    :func:`validate_har`. Both also meet the reference schema when it is present, so that
+    a drift between the packaged schema copy and the team's reference is noticed.
+    """
+    if isinstance(har, dict):
+        validate_har(har)
+        data = har
+    else:
+        data = validate_har_file(har)
+    if REFERENCE_SCHEMA_DIR.is_dir() and (REFERENCE_SCHEMA_DIR / "har.json").is_file():
+        problems = check_schema(data, REFERENCE_SCHEMA_DIR)
+        if problems:
+            raise HarValidationError([f"(reference schema) {p}" for p in problems])
+    return data
+
+
+@dataclass
+class TlsServer:
+    """A TLS loopback server and what a client needs to trust it.
+
+    The certificate, issued by a throwaway trustme CA, names ``127.0.0.1``, ``localhost``
+    and ``::1``, so both :attr:`url` and :attr:`localhost_url` verify.
+    """
+
+    server: Any  # harlem.demo.server.LoopbackServer
+    ca: Any  # trustme.CA
+    ca_file: str
+
+    @property
+    def url(self) -> str:
+        """``https://127.0.0.1:PORT``."""
+        return str(self.server.url)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.port)
+
+    @property
+    def localhost_url(self) -> str:
+        """``https://localhost:PORT``: the same server reached by name (SNI, hostname check)."""
+        return f"https://localhost:{self.server.port}"
+
+    def client_context(self) -> ssl.SSLContext:
+        """A verifying client context that trusts the test CA (for urllib, aiohttp...)."""
+        return ssl.create_default_context(cafile=self.ca_file)
