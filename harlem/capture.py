@@ -55,7 +55,7 @@ def capture_frames(depth: int = 2) -> Tuple[Tuple[Any, int, int], ...]:
     except ValueError:
         return ()
     hidden = _hidden_tuple
-    out = []
+    out: List[Tuple[Any, int, int]] = []
     while frame is not None and len(out) < MAX_FRAMES:
         code = frame.f_code
         filename = code.co_filename

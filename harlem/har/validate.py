@@ -25,7 +25,7 @@ HAR is decoded, so its byte length is only known when the decoding is. It is che
 
 It is skipped when the size is -1, when the text contains U+FFFD (a lossy decoding: the
 original bytes are gone), when any other ``encoding`` is named, and when the body was cut
-(``_truncated`` set on the content/postData, its response/request, or the entry).
+(``_truncated`` or ``_redacted`` set on the content/postData, its response/request, or the entry).
 """
 
 from __future__ import annotations
@@ -385,7 +385,10 @@ def _charset(mime_type: str) -> Optional[str]:
 
 
 def _truncated(*holders: Any) -> bool:
-    return any(isinstance(h, dict) and bool(h.get("_truncated")) for h in holders)
+    """True when a body's text no longer matches its size on purpose: cut (``_truncated``)
+    or with secrets replaced (``_redacted``); the size stays the real one."""
+    return any(isinstance(h, dict) and bool(h.get("_truncated") or h.get("_redacted"))
+               for h in holders)
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,0 +1,292 @@
+"""Raw :class:`~harlem.capture.Exchange` -> one HAR 1.2 entry dict.
+
+This runs in the builder thread for every exchange, so it makes one pass over each header list
+(collecting output, sizes, cookies and the headers it needs) and caches everything that
+depends only on settings or on repeated values (redaction rules, content types, code frames).
+
+Conventions beyond HAR 1.2 (Chrome's names where Chrome has one):
+
+* entry: ``_initiator``, ``_resourceType``, ``_priority`` (always ``"High"``: a program's own
+  requests), ``_pid`` and ``_direction`` (``"outgoing"`` client call, ``"incoming"`` served).
+* response: ``_transferSize`` = headersSize + bodySize (-1 when either is unknown) and, for a
+  failure, ``_error`` (Chrome's net error name) with the Python exception in ``comment``
+  (see :mod:`.errors`).
+* sizes describe the traffic, never the recording: ``headersSize`` counts the request or status
+  line, each ``Name: value`` line and the CRLFs as sent or received (-1 when nothing is known);
+  ``content.size`` is the decoded body size (-1 when the body was not read to its end);
+  ``bodySize`` the bytes on the wire (the decoded size when no Content-Encoding applied, else
+  -1 when the library could not measure it); ``compression`` = size - bodySize when both are
+  known and a Content-Encoding applied.
+* an exchange that failed before any response: status 0, empty statusText, no headers,
+  ``content.size`` 0, ``mimeType`` ``x-unknown``, ``headersSize``/``bodySize`` -1.
+* ``partial`` (recording stopped while the program had not finished reading a body): sizes -1,
+  the part read so far as text, ``response.comment`` "body not read by the program".
+* a body longer than ``max_body_size`` keeps its first bytes: ``_truncated: true`` and a
+  ``comment`` on ``content``/``postData``.
+* ``serverIPAddress`` (bare address: IPv6 without brackets or zone) and ``connection`` (the
+  local port) are left out when unknown.
+
+Bodies follow :mod:`.bodies`, cookies :mod:`.cookies`, redaction :mod:`.redact`.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import unquote, urlsplit
+
+from ..capture import Exchange
+from ..pipeline import DEFAULT_PAGE_ID, iso_time
+from ..settings import Settings
+from .bodies import (NOT_RECORDED, body_text, clean_str, content_type_info, post_data,
+                     set_text, truncation_comment)
+from .cookies import request_cookies, response_cookie
+from .errors import describe, net_error
+from .initiator import initiator
+from .redact import Rules, rules_for
+from .resource_type import resource_type
+from .timings import har_timings
+
+__all__ = ["build_entry"]
+
+DEFAULT_HTTP_VERSION = "HTTP/1.1"
+UNKNOWN_MIME = "x-unknown"
+PARTIAL_COMMENT = "body not read by the program"
+_REQUEST_WANTED = frozenset({"cookie", "content-type", "content-length", "transfer-encoding"})
+_RESPONSE_WANTED = frozenset({"set-cookie", "content-type", "content-encoding", "location"})
+
+
+def build_entry(ex: Exchange, settings: Settings, partial: bool = False) -> Dict[str, Any]:
+    """The HAR entry of ``ex`` as ``settings`` shape it (see the module conventions)."""
+    rules = rules_for(settings)
+    total, timings = har_timings(ex)
+    version = clean_str(ex.http_version) if ex.http_version else DEFAULT_HTTP_VERSION
+    response, mime = _response(ex, settings, rules, version, partial)
+    entry: Dict[str, Any] = {
+        "pageref": ex.page_id or DEFAULT_PAGE_ID,
+        "startedDateTime": iso_time(ex.wall_start),
+        "time": total,
+        "request": _request(ex, settings, rules, version),
+        "response": response,
+        "cache": {},
+        "timings": timings,
+    }
+    address = _server_address(ex.server_ip) if ex.server_ip else None
+    if address:
+        entry["serverIPAddress"] = address
+    if ex.local_port:
+        entry["connection"] = str(ex.local_port)
+    entry["_initiator"] = initiator(ex.frames)
+    entry["_priority"] = "High"
+    entry["_resourceType"] = resource_type(mime, not _response_started(ex))
+    entry["_pid"] = ex.pid
+    entry["_direction"] = ex.direction
+    return entry
+
+
+def _response_started(ex: Exchange) -> bool:
+    return ex.status != 0 or bool(ex.response_headers)
+
+
+def _headers(raw: List[Tuple[str, str]], rules: Optional[Rules], wanted: frozenset
+             ) -> Tuple[List[Dict[str, str]], int, Dict[str, List[str]]]:
+    """One pass over a header list: HAR headers (redacted), the bytes their lines take on the
+    wire, and the raw values of the ``wanted`` (lowercased) names."""
+    out = []
+    size = 0
+    found: Dict[str, List[str]] = {}
+    for name, value in raw:
+        if type(name) is str and type(value) is str and name.isascii() and value.isascii():
+            size += len(name) + len(value) + 4  # ": " and CRLF
+        else:
+            name = clean_str(name)
+            value = clean_str(value)
+            size += _byte_len(name) + _byte_len(value) + 4
+        lname = name.lower()
+        if lname in wanted:
+            found.setdefault(lname, []).append(value)
+        if rules is not None:
+            value = rules.header(lname, value)
+        out.append({"name": name, "value": value})
+    return out, size, found
+
+
+def _byte_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
+
+
+def _request(ex: Exchange, settings: Settings, rules: Optional[Rules], version: str
+             ) -> Dict[str, Any]:
+    sent_url = clean_str(ex.url)
+    url = rules.url(sent_url) if rules is not None else sent_url
+    method = clean_str(ex.method)
+    headers, lines_size, found = _headers(ex.request_headers, rules, _REQUEST_WANTED)
+    cookies = request_cookies(found.get("cookie", ()))
+    if rules is not None:
+        for cookie in cookies:
+            cookie["value"] = rules.cookie(cookie["value"], "cookie")
+    split = urlsplit(url)
+    body = _body_bytes(ex.request_body)
+    request: Dict[str, Any] = {
+        "method": method,
+        "url": url,
+        "httpVersion": version,
+        "cookies": cookies,
+        "headers": headers,
+        "queryString": _query_string(split.query),
+        "headersSize": -1,
+        "bodySize": len(body) if body is not None else _declared_body_size(found),
+    }
+    if headers:
+        sent = urlsplit(sent_url)
+        target = (sent.path or "/") + ("?" + sent.query if sent.query else "")
+        request["headersSize"] = _byte_len(f"{method} {target} {version}") + 2 + lines_size + 2
+    if body:
+        content_type = found.get("content-type")
+        request["postData"] = post_data(body, content_type[0] if content_type else None,
+                                        settings.bodies, settings.max_body_size, rules)
+    return request
+
+
+def _body_bytes(body: Any) -> Optional[bytes]:
+    """The request body as bytes: recorders hand over bytes, but a library may have kept a
+    ``str`` (requests' ``data="..."``) or a buffer; anything else is a stream nobody saw."""
+    if body is None or type(body) is bytes:
+        return body
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    if isinstance(body, (bytearray, memoryview)):
+        return bytes(body)
+    return None
+
+
+def _query_string(query: str) -> List[Dict[str, str]]:
+    """``parse_qsl(query, keep_blank_values=True)`` as HAR pairs, without decoding plain pairs."""
+    pairs = []
+    for part in query.split("&") if query else ():
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if "%" in part or "+" in part:
+            name = unquote(name.replace("+", " "))
+            value = unquote(value.replace("+", " "))
+        pairs.append({"name": name, "value": value})
+    return pairs
+
+
+def _declared_body_size(found: Dict[str, List[str]]) -> int:
+    """A body the recorder could not see (a stream): Content-Length, else unknown or none."""
+    length = found.get("content-length", ("",))[0].strip()
+    if length.isdecimal():
+        return int(length)
+    return -1 if "transfer-encoding" in found else 0
+
+
+def _response(ex: Exchange, settings: Settings, rules: Optional[Rules], version: str,
+              partial: bool) -> Tuple[Dict[str, Any], str]:
+    """The HAR response and the lowercased media type (for ``_resourceType``)."""
+    headers, lines_size, found = _headers(ex.response_headers, rules, _RESPONSE_WANTED)
+    wall = ex.wall_start
+    cookies = [response_cookie(value, wall) for value in found.get("set-cookie", ())]
+    if rules is not None:
+        for cookie in cookies:
+            cookie["value"] = rules.cookie(cookie["value"], "set-cookie")
+    content_type = found.get("content-type", (None,))[0]
+    mime, codec, _ = content_type_info(content_type or "")
+    location = found.get("location", ("",))[0]
+    reason = clean_str(ex.reason)
+    started = _response_started(ex)
+    headers_size = -1
+    if started:
+        headers_size = _byte_len(f"{version} {ex.status} {reason}") + 2 + lines_size + 2
+    content, body_size = _content(ex, settings, rules, content_type, mime, codec, found,
+                                  started, partial)
+    response: Dict[str, Any] = {
+        "status": ex.status,
+        "statusText": reason,
+        "httpVersion": version,
+        "cookies": cookies,
+        "headers": headers,
+        "content": content,
+        "redirectURL": rules.url(location) if rules is not None and location else location,
+        "headersSize": headers_size,
+        "bodySize": body_size,
+        "_transferSize": headers_size + body_size if headers_size >= 0 and body_size >= 0 else -1,
+    }
+    comments = []
+    if ex.error is not None:
+        response["_error"] = net_error(ex.error, started)
+        message = clean_str(describe(ex.error))
+        if rules is not None:
+            message = rules.scrub(message, ex.url, ex.request_headers)
+        comments.append(message)
+    if partial:
+        comments.append(PARTIAL_COMMENT)
+    if comments:
+        response["comment"] = "; ".join(comments)
+    return response, mime
+
+
+def _content(ex: Exchange, settings: Settings, rules: Optional[Rules],
+             content_type: Optional[str], mime: str, codec: str,
+             found: Dict[str, List[str]], started: bool, partial: bool
+             ) -> Tuple[Dict[str, Any], int]:
+    """``response.content`` and ``response.bodySize``."""
+    mime_type = clean_str(content_type) if content_type is not None else UNKNOWN_MIME
+    if not started:
+        return {"size": 0, "mimeType": mime_type}, -1
+    complete = ex.body_complete and not partial
+    size = ex.response_size if complete else -1
+    encoded = _content_encoded(found.get("content-encoding", ()))
+    if not complete:
+        body_size = -1
+    elif ex.response_wire_size is not None:
+        body_size = ex.response_wire_size
+    else:
+        body_size = -1 if encoded else size
+    content: Dict[str, Any] = {"size": size}
+    if encoded and size >= 0 and body_size >= 0:
+        content["compression"] = size - body_size
+    content["mimeType"] = mime_type
+    if not settings.bodies:
+        if ex.response_size:  # cut to nothing, like postData
+            content["_truncated"] = True
+            content["comment"] = NOT_RECORDED
+        return content, body_size
+
+    chunks = ex.response_chunks
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    limit = settings.max_body_size
+    if len(data) > limit:
+        data = data[:limit]
+    truncated = ex.response_size > len(data)
+    if data:
+        set_text(content, *body_text(data, mime, codec, complete and not truncated, rules))
+    if truncated:
+        content["_truncated"] = True
+        content["comment"] = truncation_comment(len(data), ex.response_size)
+    return content, body_size
+
+
+@functools.lru_cache(maxsize=64)
+def _content_encoded_value(value: str) -> bool:
+    return any(token.strip().lower() not in ("", "identity") for token in value.split(","))
+
+
+def _content_encoded(values: Any) -> bool:
+    return any(_content_encoded_value(value) for value in values)
+
+
+@functools.lru_cache(maxsize=256)
+def _server_address(raw: str) -> Optional[str]:
+    """``raw`` as a bare IP address (``[::1]`` -> ``::1``), or None when it is not one."""
+    text = raw.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    text = text.split("%", 1)[0]  # an IPv6 zone (fe80::1%eth0) is local to this host
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return text

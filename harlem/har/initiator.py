@@ -1,0 +1,78 @@
+"""Caller frames -> Chrome's ``_initiator``: which line of the user's code made the request.
+
+Chrome writes ``{"type": "script", "stack": {"callFrames": [...]}}`` with 0-based line and
+column numbers, a ``url`` per script and a ``scriptId``; harlem fills it from the
+``(code, line, lasti)`` triples the recorder captured, innermost first. Files become
+``file://`` URLs (names such as ``<stdin>`` stay as they are); module-level code has the empty
+function name, as top-level script code has in Chrome; ``scriptId`` is a small number per file,
+stable within the process. The column exists on Python 3.11+ (``co_positions``), else 0.
+Exchanges without frames (served requests) get ``{"type": "other"}``.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+import pathlib
+import sys
+from typing import Any, Dict, Iterable, List, Tuple
+
+from .bodies import clean_str
+
+__all__ = ["initiator"]
+
+_script_ids: Dict[str, str] = {}
+_next_id = itertools.count(1)
+
+
+def initiator(frames: Iterable[Tuple[Any, int, int]]) -> Dict[str, Any]:
+    call_frames: List[Dict[str, Any]] = []
+    for code, line, lasti in frames:
+        function, url, script_id = _code_info(code)
+        call_frames.append({
+            "functionName": function,
+            "scriptId": script_id,
+            "url": url,
+            "lineNumber": max(0, (line or 0) - 1),
+            "columnNumber": _column(code, lasti),
+        })
+    if not call_frames:
+        return {"type": "other"}
+    return {"type": "script", "stack": {"callFrames": call_frames}}
+
+
+@functools.lru_cache(maxsize=1024)
+def _code_info(code: Any) -> Tuple[str, str, str]:
+    """(function name, script URL, script id) of a code object."""
+    name = getattr(code, "co_qualname", code.co_name)
+    filename = code.co_filename
+    script_id = _script_ids.get(filename)
+    if script_id is None:
+        script_id = _script_ids.setdefault(filename, str(next(_next_id)))
+    return ("" if name == "<module>" else clean_str(name)), _file_url(filename), script_id
+
+
+def _file_url(filename: str) -> str:
+    if os.path.isabs(filename):
+        try:
+            return pathlib.Path(filename).as_uri()
+        except ValueError:
+            pass
+    return clean_str(filename)
+
+
+if sys.version_info >= (3, 11):
+
+    @functools.lru_cache(maxsize=4096)
+    def _column(code: Any, lasti: int) -> int:
+        """0-based column of the instruction at byte offset ``lasti`` (one code unit = 2 bytes)."""
+        if lasti < 0:
+            return 0
+        position = next(itertools.islice(code.co_positions(), lasti // 2, None), None)
+        return position[2] if position is not None and position[2] is not None else 0
+
+else:  # pragma: no cover - exercised on Python < 3.11
+
+    def _column(code: Any, lasti: int) -> int:
+        return 0

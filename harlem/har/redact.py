@@ -1,0 +1,309 @@
+"""Redaction: secrets are replaced by a marker before an entry leaves the builder.
+
+HAR files get shared (bug reports, CI artefacts), so by default (``redact=True``) harlem removes
+credentials: the values of :data:`CREDENTIAL_HEADERS`, every cookie value and the user-info
+part of URLs. The user adds more with ``redact_header``, ``redact_query``,
+``redact_json_field`` and ``redact_pattern``. ``redact=False`` switches off the built-in rules
+only: rules the user named explicitly still apply.
+
+Output conventions (a reader can always see *that* something was there):
+
+* Header values become :data:`REDACTED` (``"[REDACTED]"``); header names stay. Cookie arrays
+  keep names and attributes, values become :data:`REDACTED`.
+* In URLs the marker is percent-encoded, :data:`URL_REDACTED` (``%5BREDACTED%5D``), so the
+  URL stays a valid URI and its query still decodes to ``queryString`` (which then holds
+  ``"[REDACTED]"``): ``https://%5BREDACTED%5D:%5BREDACTED%5D@host/?token=%5BREDACTED%5D``.
+  The user name is redacted too (tokens are often passed as user names). This applies to the
+  request URL, ``redirectURL`` and the ``Location``, ``Content-Location`` and ``Referer``
+  header values (which are URL-redacted rather than replaced).
+* Named body fields (matched case-insensitively, like header and query names): in JSON (any
+  depth) the value, even an object or array, becomes the string ``"[REDACTED]"`` and the text
+  is re-serialised compactly; JSON that does not parse (a cut body) is redacted lexically
+  (string and scalar values). In form bodies the field is redacted as in URLs; in multipart
+  bodies the part's content becomes ``[REDACTED]``.
+* ``redact_pattern``: each match becomes the marker, or only the pattern's capture groups when
+  it has any (``token=(\\w+)`` keeps ``token=``). Patterns apply to URLs (as sent,
+  percent-encoded), header and cookie values, text bodies, error messages, and to base64
+  bodies through their raw bytes (seen as Latin-1) before encoding.
+* Sizes never change: they describe what went over the wire.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Tuple
+from urllib.parse import unquote, unquote_plus
+
+import orjson
+
+__all__ = ["REDACTED", "URL_REDACTED", "CREDENTIAL_HEADERS", "Rules", "rules_for"]
+
+REDACTED = "[REDACTED]"
+URL_REDACTED = "%5BREDACTED%5D"
+CREDENTIAL_HEADERS = frozenset({
+    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key",
+    "x-auth-token", "api-key", "x-access-token", "x-csrf-token", "x-amz-security-token",
+})
+#: Headers whose value is a URL: redacted like the request URL instead of replaced.
+URL_HEADERS = frozenset({"location", "content-location", "referer"})
+_JSON_START = re.compile(r"\s*[\[{]")
+# Secrets shorter than this are not searched for in free text (they would mangle it).
+_MIN_SCRUB = 3
+
+
+class Rules:
+    """The compiled redaction rules of one :class:`~harlem.settings.Settings`."""
+
+    __slots__ = ("headers", "credentials", "query", "fields", "patterns", "_field_re")
+
+    def __init__(self, defaults: bool, headers: Iterable[str], query: Iterable[str],
+                 fields: Iterable[str], patterns: Iterable[str]):
+        #: Lowercased header names whose values are replaced.
+        self.headers: FrozenSet[str] = frozenset(
+            [h.lower() for h in headers] + (list(CREDENTIAL_HEADERS) if defaults else []))
+        self.credentials = defaults
+        self.query: FrozenSet[str] = frozenset(q.lower() for q in query)
+        self.fields: FrozenSet[str] = frozenset(f.lower() for f in fields)
+        self.patterns: Tuple["re.Pattern[str]", ...] = tuple(re.compile(p) for p in patterns)
+        self._field_re = None
+        if self.fields:
+            names = "|".join(re.escape(f) for f in sorted(self.fields))
+            # "name": followed by a (possibly unterminated) string or a scalar.
+            self._field_re = re.compile(
+                r'("(?:' + names + r')"\s*:\s*)("(?:[^"\\]|\\.)*"?|-?[\w.+-]+)', re.IGNORECASE)
+
+    # -- headers and cookies ---------------------------------------------------------------
+
+    def header(self, lname: str, value: str) -> str:
+        """The value to write for header ``lname`` (lowercased name)."""
+        if lname in self.headers:
+            return REDACTED
+        if lname in URL_HEADERS:
+            return self.url(value)
+        return self.text(value) if self.patterns else value
+
+    def cookie(self, value: str, header: str) -> str:
+        """A cookie value from a Cookie (``header="cookie"``) or Set-Cookie header."""
+        if header in self.headers:
+            return REDACTED
+        return self.text(value) if self.patterns else value
+
+    # -- URLs ----------------------------------------------------------------------------
+
+    def url(self, url: str) -> str:
+        if self.credentials and "@" in url:
+            url = _strip_userinfo(url)
+        if self.query:
+            question = url.find("?")
+            if question != -1:
+                hash_ = url.find("#", question)
+                end = len(url) if hash_ == -1 else hash_
+                query = url[question + 1:end]
+                redacted = self._pairs(query)
+                if redacted is not query:
+                    url = url[:question + 1] + redacted + url[end:]
+        if self.patterns:
+            url = self._patterns(url, URL_REDACTED)
+        return url
+
+    def _pairs(self, query: str, names: Optional[FrozenSet[str]] = None) -> str:
+        """Redact ``name=value`` pairs of a query string; the same object when nothing matched."""
+        names = self.query if names is None else names
+        pairs = query.split("&")
+        changed = False
+        for i, pair in enumerate(pairs):
+            key, eq, value = pair.partition("=")
+            if eq and value and unquote_plus(key).lower() in names:
+                pairs[i] = key + "=" + URL_REDACTED
+                changed = True
+        return "&".join(pairs) if changed else query
+
+    # -- bodies ----------------------------------------------------------------------------
+
+    def is_field(self, name: str) -> bool:
+        return name.lower() in self.fields
+
+    def body(self, text: str, mime: str) -> str:
+        """A text body (``mime`` lowercased): named JSON fields, then patterns."""
+        if self.fields and ("json" in mime or _JSON_START.match(text)):
+            text = self._json(text)
+        return self.text(text) if self.patterns else text
+
+    def form(self, text: str) -> str:
+        """A form-urlencoded body: named fields, then patterns."""
+        if self.fields:
+            text = self._pairs(text, self.fields)
+        return self.text(text) if self.patterns else text
+
+    def binary(self, data: bytes) -> bytes:
+        """A body written as base64: only patterns apply, on the raw bytes."""
+        if not self.patterns:
+            return data
+        return self._patterns(data.decode("latin-1"), REDACTED).encode("latin-1")
+
+    def text(self, text: str) -> str:
+        """Free text (header values, bodies, messages): patterns only."""
+        return self._patterns(text, REDACTED) if self.patterns else text
+
+    def _json(self, text: str) -> str:
+        for loads, dumps in _JSON_CODECS:
+            try:
+                data = loads(text)
+            except (ValueError, RecursionError):
+                continue
+            if not _scrub_json(data, self.fields):
+                return text
+            try:
+                return dumps(data)
+            except (TypeError, ValueError, RecursionError):
+                continue
+        return self._field_re.sub(r'\1"' + REDACTED + '"', text) if self._field_re else text
+
+    def _patterns(self, text: str, marker: str) -> str:
+        for pattern in self.patterns:
+            text = pattern.sub(_replacer(pattern, marker), text)
+        return text
+
+    # -- free text -------------------------------------------------------------------------
+
+    def scrub(self, message: str, url: str, headers: Iterable[Tuple[str, str]]) -> str:
+        """An error message with every secret of this exchange removed.
+
+        Exception texts quote URLs and sometimes header values; the secrets the rules would
+        take out of ``url`` and ``headers`` are searched for and replaced, then patterns run.
+        """
+        secrets = [value for name, value in headers if name.lower() in self.headers]
+        secrets += _url_secrets(url, self.credentials, self.query)
+        for secret in sorted(set(secrets), key=len, reverse=True):
+            if len(secret) >= _MIN_SCRUB:
+                message = message.replace(secret, REDACTED)
+        return self.text(message)
+
+
+_compiled: Dict[int, Tuple[Any, Optional[Rules]]] = {}
+
+
+def rules_for(settings: Any) -> Optional[Rules]:
+    """The compiled rules of ``settings``, ``None`` when there is no rule at all.
+
+    Cached by identity: a recorder keeps one settings object for its whole life, and hashing
+    a whole :class:`~harlem.settings.Settings` would cost more than the lookup saves.
+    """
+    cached = _compiled.get(id(settings))
+    if cached is not None and cached[0] is settings:
+        return cached[1]
+    rules = _compile(bool(settings.redact), tuple(settings.redact_header),
+                     tuple(settings.redact_query), tuple(settings.redact_json_field),
+                     tuple(settings.redact_pattern))
+    if len(_compiled) >= 64:
+        _compiled.clear()
+    _compiled[id(settings)] = (settings, rules)
+    return rules
+
+
+@functools.lru_cache(maxsize=64)
+def _compile(defaults: bool, headers: Tuple[str, ...], query: Tuple[str, ...],
+             fields: Tuple[str, ...], patterns: Tuple[str, ...]) -> Optional[Rules]:
+    if not (defaults or headers or query or fields or patterns):
+        return None
+    return Rules(defaults, headers, query, fields, patterns)
+
+
+def _replacer(pattern: "re.Pattern[str]", marker: str) -> Callable[["re.Match[str]"], str]:
+    """What replaces a match: the marker, or the marker in place of each capture group."""
+    groups = pattern.groups
+
+    def replace(match: "re.Match[str]") -> str:
+        whole = match.group(0)
+        if not whole:  # an empty match: nothing to hide, and no marker between characters
+            return whole
+        if not groups:
+            return marker
+        base = match.start()
+        out = []
+        pos = 0
+        for index in range(1, groups + 1):
+            start, end = match.span(index)
+            if start < 0 or start - base < pos or start == end:
+                continue
+            out.append(whole[pos:start - base])
+            out.append(marker)
+            pos = end - base
+        out.append(whole[pos:])
+        return "".join(out)
+
+    return replace
+
+
+def _userinfo_span(url: str) -> Optional[Tuple[int, int]]:
+    """Where ``user:password`` sits in ``scheme://user:password@host/...``, if anywhere."""
+    scheme_end = url.find("://")
+    if scheme_end <= 0 or not url[:scheme_end].replace("+", "").replace("-", "").replace(
+            ".", "").isalnum():
+        return None
+    start = scheme_end + 3
+    end = len(url)
+    for char in "/?#":
+        index = url.find(char, start, end)
+        if index != -1:
+            end = index
+    at = url.rfind("@", start, end)
+    return (start, at) if at != -1 else None
+
+
+def _strip_userinfo(url: str) -> str:
+    span = _userinfo_span(url)
+    if span is None:
+        return url
+    start, at = span
+    has_password = ":" in url[start:at]
+    return url[:start] + URL_REDACTED + (":" + URL_REDACTED if has_password else "") + url[at:]
+
+
+def _url_secrets(url: str, credentials: bool, query: FrozenSet[str]) -> List[str]:
+    found: List[str] = []
+    span = _userinfo_span(url) if credentials else None
+    if span is not None:
+        for part in url[span[0]:span[1]].split(":", 1):
+            found += [part, unquote(part)]
+    question = url.find("?")
+    if query and question != -1:
+        for pair in url[question + 1:].split("#", 1)[0].split("&"):
+            key, eq, value = pair.partition("=")
+            if eq and unquote_plus(key).lower() in query:
+                found += [value, unquote_plus(value)]
+    return found
+
+
+def _scrub_json(data: Any, fields: FrozenSet[str]) -> bool:
+    """Replace named fields in parsed JSON in place (iteratively: depth is unbounded)."""
+    changed = False
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(key, str) and key.lower() in fields:
+                    node[key] = REDACTED
+                    changed = True
+                elif isinstance(value, (dict, list)):
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(item for item in node if isinstance(item, (dict, list)))
+    return changed
+
+
+def _orjson_dumps(data: Any) -> str:
+    return orjson.dumps(data).decode("utf-8")
+
+
+def _json_dumps(data: Any) -> str:
+    # ASCII escapes: the standard library accepts lone surrogates ("\\ud800"), JSON output can't.
+    return json.dumps(data, separators=(",", ":"))
+
+
+# orjson first (fast); the standard library for what orjson refuses (integers past 64 bits,
+# NaN, deep nesting).
+_JSON_CODECS = ((orjson.loads, _orjson_dumps), (json.loads, _json_dumps))

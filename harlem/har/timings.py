@@ -1,0 +1,72 @@
+"""HAR ``timings`` and ``time`` from an exchange's phase marks: the one place for this arithmetic.
+
+Each phase ends at its own mark and starts where the previous phase that happened ended, so
+the phases tile the whole exchange without gaps or overlaps (a pause between connecting and
+sending counts as sending, as in browsers):
+
+* ``blocked``: start -> first of DNS, connect or send start;
+* ``dns``: -> end of name resolution; ``connect``: -> connection ready (TCP and TLS, without
+  DNS even when the library resolves inside its connect); ``ssl``: TLS start -> connection
+  ready, a part of ``connect`` and so not counted again in ``time``;
+* ``send``: -> request sent; ``wait``: -> status and headers received; ``receive``: -> end.
+
+Phases that did not happen are -1 (``blocked``, ``dns``, ``connect``, ``ssl``) or 0 (``send``,
+``wait``, ``receive``, which HAR requires). An exchange that failed before any response is
+all ``blocked``: the browsers' way to show a request that never got an answer.
+
+Arithmetic is in whole microseconds, so ``time`` equals the sum of the phases exactly in
+microseconds; written as milliseconds with at most three decimals, a float sum of the phases
+matches ``time`` to within float rounding (1e-9 ms).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+from ..capture import Exchange, now
+
+__all__ = ["har_timings"]
+
+
+def har_timings(ex: Exchange) -> Tuple[float, Dict[str, float]]:
+    """``(time, timings)`` in milliseconds for ``ex``. An unfinished exchange counts up to now."""
+    t0 = ex.t_start
+    end = ex.t_end if ex.t_end is not None else now()
+    if ex.error is not None and ex.t_response is None:
+        total = max(0, round((end - t0) * 1e6)) / 1000
+        return total, {"blocked": total, "dns": -1, "connect": -1, "send": 0, "wait": 0,
+                       "receive": 0, "ssl": -1}
+
+    reached = 0  # microseconds since t0 at which the previous phase ended
+
+    def until(mark: Optional[float]) -> int:
+        """The phase that ends at ``mark``: its length in microseconds (0 if no mark)."""
+        nonlocal reached
+        if mark is None:
+            return 0
+        point = round((mark - t0) * 1e6)
+        if point <= reached:
+            return 0
+        length = point - reached
+        reached = point
+        return length
+
+    starts = [t for t in (ex.t_dns_start, ex.t_connect_start, ex.t_send_start) if t is not None]
+    blocked = until(min(starts)) if starts else -1
+    dns = until(ex.t_dns_end) if ex.t_dns_start is not None and ex.t_dns_end is not None else -1
+    connected = ex.t_connect_end if ex.t_connect_start is not None else None
+    connect = until(connected) if connected is not None else -1
+    ssl = -1
+    if connected is not None and ex.t_tls_start is not None:
+        ssl = min(connect, max(0, round((connected - ex.t_tls_start) * 1e6)))
+    send = until(ex.t_send_end)
+    wait = until(ex.t_response)
+    receive = until(end)
+    total = sum(phase for phase in (blocked, dns, connect, send, wait, receive) if phase > 0)
+    return total / 1000, {
+        "blocked": _ms(blocked), "dns": _ms(dns), "connect": _ms(connect), "send": send / 1000,
+        "wait": wait / 1000, "receive": receive / 1000, "ssl": _ms(ssl)}
+
+
+def _ms(microseconds: int) -> float:
+    return -1 if microseconds < 0 else microseconds / 1000

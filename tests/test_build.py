@@ -1,0 +1,853 @@
+"""The entry builder: a hand-made Exchange in, a HAR 1.2 entry out, checked field by field.
+
+Every entry built here also goes through the HAR validator (model, prose rules, JSON schema).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import http.client
+import socket
+import ssl
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import orjson
+import pytest
+
+from harlem.capture import Exchange, capture_frames, now
+from harlem.har.build import build_entry
+from harlem.har.cookies import cookie_date, request_cookies, response_cookie
+from harlem.har.errors import describe, net_error
+from harlem.har.resource_type import resource_type
+from harlem.har.timings import har_timings
+from harlem.settings import Settings
+
+try:
+    from tests.helpers import check_har
+except ImportError:  # the validator is not there yet: check JSON-ability only
+    check_har = None
+
+T0 = 1000.0  # perf_counter reading at the start of every hand-made exchange
+WALL = 1_700_000_000.25  # 2023-11-14T22:13:20.250Z
+DEFAULTS = Settings()
+
+
+def at(ms: float) -> float:
+    """The perf_counter reading ``ms`` milliseconds after the exchange began."""
+    return T0 + ms / 1000
+
+
+def make_exchange(url: str = "http://example.com/api?x=1", method: str = "GET",
+                  body: Optional[bytes] = b'{"ok": true}', **fields: Any) -> Exchange:
+    """A finished 200 JSON exchange on a reused connection; ``fields`` override attributes."""
+    ex = Exchange("requests", method, url)
+    ex.wall_start = WALL
+    ex.t_start = T0
+    ex.t_send_start, ex.t_send_end, ex.t_response, ex.t_end = at(1), at(2), at(10), at(12)
+    ex.http_version = "HTTP/1.1"
+    ex.request_headers = [("Host", "example.com"), ("Accept", "*/*")]
+    ex.status, ex.reason = 200, "OK"
+    ex.response_headers = [("Content-Type", "application/json")]
+    ex.server_ip, ex.server_port, ex.local_port = "127.0.0.1", 80, 50000
+    ex.pid = 4242
+    if body is not None:
+        ex.add_response_chunk(body)
+        ex.body_complete = True
+    for name, value in fields.items():
+        setattr(ex, name, value)
+    return ex
+
+
+def failed_exchange(error: BaseException, **fields: Any) -> Exchange:
+    """An exchange that failed before any response, 30 ms after it began."""
+    defaults: Dict[str, Any] = dict(
+        body=None, error=error, status=0, reason="", response_headers=[], t_send_start=None,
+        t_send_end=None, t_response=None, t_end=at(30), http_version="", local_port=0,
+        server_ip="")
+    defaults.update(fields)
+    return make_exchange(**defaults)
+
+
+def check_entry(entry: Dict[str, Any]) -> Dict[str, Any]:
+    """Validate ``entry`` inside a minimal HAR; return it."""
+    orjson.dumps(entry)  # raises on anything JSON cannot hold
+    if check_har is None:
+        return entry
+    page = {"startedDateTime": "2023-11-14T22:13:20.000Z", "id": entry["pageref"],
+            "title": "test", "pageTimings": {"onContentLoad": -1, "onLoad": -1}}
+    check_har({"log": {"version": "1.2", "creator": {"name": "harlem", "version": "0"},
+                       "pages": [page], "entries": [entry]}})
+    return entry
+
+
+def build(ex: Exchange, settings: Settings = DEFAULTS, partial: bool = False) -> Dict[str, Any]:
+    entry = build_entry(ex, settings, partial=partial)
+    check_entry(entry)
+    return entry
+
+
+def header_bytes(first_line: str, headers: Any) -> int:
+    return len((first_line + "\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers)
+                + "\r\n").encode())
+
+
+def summed(timings: Dict[str, float]) -> float:
+    return sum(timings[p] for p in ("blocked", "dns", "connect", "send", "wait", "receive")
+               if timings[p] != -1)
+
+
+# --- the whole entry -------------------------------------------------------------------------
+
+
+def test_small_json_exchange_field_by_field() -> None:
+    entry = build(make_exchange())
+    assert entry["pageref"] == "page_0"
+    assert entry["startedDateTime"] == "2023-11-14T22:13:20.250Z"
+    assert entry["time"] == 12.0
+    assert entry["cache"] == {}
+    assert entry["serverIPAddress"] == "127.0.0.1"
+    assert entry["connection"] == "50000"
+    assert entry["_priority"] == "High"
+    assert entry["_resourceType"] == "fetch"
+    assert entry["_pid"] == 4242
+    assert entry["_direction"] == "outgoing"
+
+    request = entry["request"]
+    assert request["method"] == "GET"
+    assert request["url"] == "http://example.com/api?x=1"
+    assert request["httpVersion"] == "HTTP/1.1"
+    assert request["headers"] == [{"name": "Host", "value": "example.com"},
+                                  {"name": "Accept", "value": "*/*"}]
+    assert request["queryString"] == [{"name": "x", "value": "1"}]
+    assert request["cookies"] == []
+    assert request["headersSize"] == header_bytes(
+        "GET /api?x=1 HTTP/1.1", [("Host", "example.com"), ("Accept", "*/*")])
+    assert request["bodySize"] == 0
+    assert "postData" not in request
+
+    response = entry["response"]
+    assert response["status"] == 200
+    assert response["statusText"] == "OK"
+    assert response["httpVersion"] == "HTTP/1.1"
+    assert response["headers"] == [{"name": "Content-Type", "value": "application/json"}]
+    assert response["cookies"] == []
+    assert response["content"] == {"size": 12, "mimeType": "application/json",
+                                   "text": '{"ok": true}'}
+    assert response["redirectURL"] == ""
+    assert response["bodySize"] == 12
+    assert response["headersSize"] == header_bytes(
+        "HTTP/1.1 200 OK", [("Content-Type", "application/json")])
+    assert response["_transferSize"] == response["headersSize"] + 12
+    assert "_error" not in response and "comment" not in response
+
+
+def test_page_id_and_unknown_connection_facts() -> None:
+    ex = make_exchange(page_id="page_7", server_ip="", local_port=0, http_version="")
+    entry = build(ex)
+    assert entry["pageref"] == "page_7"
+    assert "serverIPAddress" not in entry and "connection" not in entry
+    assert entry["request"]["httpVersion"] == entry["response"]["httpVersion"] == "HTTP/1.1"
+
+
+@pytest.mark.parametrize("raw, written", [
+    ("[::1]", "::1"), ("::1", "::1"), ("fe80::1%eth0", "fe80::1"), ("10.0.0.7", "10.0.0.7"),
+    ("/run/app.sock", None), ("localhost", None),
+])
+def test_server_ip_address(raw: str, written: Optional[str]) -> None:
+    entry = build(make_exchange(server_ip=raw))
+    assert entry.get("serverIPAddress") == written
+
+
+def test_http2_version_is_kept() -> None:
+    entry = build(make_exchange(http_version="http/2.0"))
+    assert entry["request"]["httpVersion"] == entry["response"]["httpVersion"] == "http/2.0"
+
+
+def test_incoming_direction() -> None:
+    ex = make_exchange(direction="incoming", frames=())
+    entry = build(ex)
+    assert entry["_direction"] == "incoming"
+    assert entry["_initiator"] == {"type": "other"}
+
+
+def test_duplicate_headers_keep_order_and_repeats() -> None:
+    response_headers = [("Content-Type", "text/plain"), ("Set-Cookie", "a=1"),
+                        ("X-Dup", "one"), ("Set-Cookie", "b=2"), ("x-dup", "two")]
+    request_headers = [("Accept", "a"), ("X-Dup", "1"), ("accept", "b")]
+    ex = make_exchange(response_headers=response_headers, request_headers=request_headers,
+                       body=b"hi")
+    entry = build(ex, Settings(redact=False))
+    assert [(h["name"], h["value"]) for h in entry["response"]["headers"]] == response_headers
+    assert [(h["name"], h["value"]) for h in entry["request"]["headers"]] == request_headers
+    assert [c["name"] for c in entry["response"]["cookies"]] == ["a", "b"]
+
+
+def test_query_string_is_decoded_like_parse_qsl() -> None:
+    url = "http://example.com/s?q=caf%C3%A9+au+lait&empty=&flag&x=1&x=2&plus=a%2Bb"
+    entry = build(make_exchange(url=url))
+    assert [(q["name"], q["value"]) for q in entry["request"]["queryString"]] == [
+        ("q", "café au lait"), ("empty", ""), ("flag", ""), ("x", "1"), ("x", "2"),
+        ("plus", "a+b")]
+    assert entry["request"]["headersSize"] == header_bytes(
+        "GET /s?q=caf%C3%A9+au+lait&empty=&flag&x=1&x=2&plus=a%2Bb HTTP/1.1",
+        [("Host", "example.com"), ("Accept", "*/*")])
+
+
+def test_request_line_uses_slash_for_an_empty_path() -> None:
+    entry = build(make_exchange(url="http://example.com"))
+    assert entry["request"]["headersSize"] == header_bytes(
+        "GET / HTTP/1.1", [("Host", "example.com"), ("Accept", "*/*")])
+
+
+def test_no_headers_known_means_unknown_size() -> None:
+    entry = build(make_exchange(request_headers=[]))
+    assert entry["request"]["headersSize"] == -1
+
+
+def test_redirect_url_from_location() -> None:
+    ex = make_exchange(status=302, reason="Found", body=b"",
+                       response_headers=[("Location", "/next?a=1"), ("Content-Length", "0")])
+    entry = build(ex)
+    assert entry["response"]["redirectURL"] == "/next?a=1"
+    assert entry["response"]["content"] == {"size": 0, "mimeType": "x-unknown"}
+    assert entry["response"]["bodySize"] == 0
+
+
+# --- timings -------------------------------------------------------------------------------
+
+
+def test_timings_on_a_reused_connection() -> None:
+    entry = build(make_exchange())
+    assert entry["timings"] == {"blocked": 1.0, "dns": -1, "connect": -1, "send": 1.0,
+                                "wait": 8.0, "receive": 2.0, "ssl": -1}
+    assert summed(entry["timings"]) == entry["time"] == 12.0
+
+
+def test_timings_on_a_new_tls_connection() -> None:
+    ex = make_exchange(t_dns_start=at(1), t_dns_end=at(3), t_connect_start=at(3),
+                       t_tls_start=at(5), t_connect_end=at(10), t_send_start=at(10.5),
+                       t_send_end=at(11), t_response=at(20), t_end=at(25))
+    timings = build(ex)["timings"]
+    assert timings == {"blocked": 1.0, "dns": 2.0, "connect": 7.0, "send": 1.0, "wait": 9.0,
+                       "receive": 5.0, "ssl": 5.0}
+    assert summed(timings) == 25.0
+    assert timings["ssl"] <= timings["connect"]  # ssl is inside connect, not added to time
+
+
+def test_dns_inside_connect_is_not_counted_twice() -> None:
+    ex = make_exchange(t_connect_start=at(1), t_dns_start=at(1.5), t_dns_end=at(3),
+                       t_tls_start=at(4), t_connect_end=at(6), t_send_start=at(6),
+                       t_send_end=at(7), t_response=at(10), t_end=at(11))
+    entry = build(ex)
+    assert entry["timings"] == {"blocked": 1.0, "dns": 2.0, "connect": 3.0, "send": 1.0,
+                                "wait": 3.0, "receive": 1.0, "ssl": 2.0}
+    assert entry["time"] == 11.0
+
+
+def test_timings_round_to_microseconds_and_sum_exactly() -> None:
+    ex = make_exchange(t_send_start=at(0.1234567), t_send_end=at(0.2345678),
+                       t_response=at(7.7777777), t_end=at(9.9999999))
+    time, timings = har_timings(ex)
+    assert timings["blocked"] == 0.123 and timings["send"] == 0.112
+    assert all(round(v, 3) == v for v in timings.values())
+    assert abs(summed(timings) - time) < 1e-9
+    assert time == 10.0
+
+
+def test_out_of_order_marks_never_give_negative_phases() -> None:
+    ex = make_exchange(t_send_start=at(5), t_send_end=at(3), t_response=at(2), t_end=at(1))
+    time, timings = har_timings(ex)
+    assert all(v >= 0 for k, v in timings.items() if k not in ("dns", "connect", "ssl"))
+    assert summed(timings) == time == 5.0
+
+
+def test_missing_marks_are_absorbed_by_the_next_phase() -> None:
+    ex = make_exchange(t_send_start=None, t_send_end=None, t_response=at(4), t_end=at(6))
+    time, timings = har_timings(ex)
+    assert timings == {"blocked": -1, "dns": -1, "connect": -1, "send": 0, "wait": 4.0,
+                       "receive": 2.0, "ssl": -1}
+    assert time == 6.0
+
+
+def test_failed_exchange_is_all_blocked() -> None:
+    ex = failed_exchange(ConnectionRefusedError(111, "Connection refused"),
+                         t_connect_start=at(1))
+    time, timings = har_timings(ex)
+    assert timings == {"blocked": 30.0, "dns": -1, "connect": -1, "send": 0, "wait": 0,
+                       "receive": 0, "ssl": -1}
+    assert time == 30.0
+
+
+# --- failures ------------------------------------------------------------------------------
+
+
+def test_failure_before_any_response() -> None:
+    error = ConnectionRefusedError(111, "Connection refused")
+    entry = build(failed_exchange(error))
+    response = entry["response"]
+    assert response["status"] == 0 and response["statusText"] == ""
+    assert response["headers"] == [] and response["cookies"] == []
+    assert response["content"] == {"size": 0, "mimeType": "x-unknown"}
+    assert response["headersSize"] == -1 and response["bodySize"] == -1
+    assert response["_transferSize"] == -1
+    assert response["_error"] == "net::ERR_CONNECTION_REFUSED"
+    assert response["comment"] == "ConnectionRefusedError: [Errno 111] Connection refused"
+    assert entry["_resourceType"] == "other"
+    assert entry["request"]["httpVersion"] == "HTTP/1.1"
+    assert entry["time"] == entry["timings"]["blocked"] == 30.0
+
+
+def test_failure_while_reading_the_body() -> None:
+    error = http.client.IncompleteRead(b"par", 10)
+    ex = make_exchange(body=b"par", error=error)
+    ex.body_complete = False
+    entry = build(ex)
+    response = entry["response"]
+    assert response["status"] == 200
+    assert response["_error"] == "net::ERR_CONNECTION_CLOSED"
+    assert response["content"]["size"] == -1 and response["bodySize"] == -1
+    assert response["content"]["text"] == "par"
+    assert entry["timings"]["wait"] == 8.0  # normal timings: the response had started
+    assert entry["_resourceType"] == "fetch"
+
+
+class ConnectTimeout(Exception):
+    """Named like requests' and httpx's exception (matched by name)."""
+
+
+class NameResolutionError(Exception):
+    """Named like urllib3's."""
+
+
+class ReadTimeout(Exception):
+    pass
+
+
+class ProtocolError(Exception):
+    pass
+
+
+class ServerDisconnectedError(Exception):
+    pass
+
+
+class MaxRetryError(Exception):
+    def __init__(self, reason: BaseException):
+        super().__init__("Max retries exceeded")
+        self.reason = reason
+
+
+class ClientConnectorError(Exception):
+    def __init__(self, os_error: BaseException):
+        super().__init__("Cannot connect")
+        self.os_error = os_error
+
+
+def caused(outer: BaseException, inner: BaseException) -> BaseException:
+    outer.__cause__ = inner
+    return outer
+
+
+@pytest.mark.parametrize("error, started, name", [
+    (ConnectionRefusedError(111, "refused"), False, "net::ERR_CONNECTION_REFUSED"),
+    (caused(OSError("wrapper"), ConnectionRefusedError()), False, "net::ERR_CONNECTION_REFUSED"),
+    (MaxRetryError(caused(OSError("new conn"), ConnectionRefusedError())), False,
+     "net::ERR_CONNECTION_REFUSED"),
+    (ClientConnectorError(ConnectionRefusedError()), False, "net::ERR_CONNECTION_REFUSED"),
+    (OSError("x", ConnectionRefusedError()), False, "net::ERR_CONNECTION_REFUSED"),
+    (socket.gaierror(-2, "Name or service not known"), False, "net::ERR_NAME_NOT_RESOLVED"),
+    (MaxRetryError(NameResolutionError("no")), False, "net::ERR_NAME_NOT_RESOLVED"),
+    (caused(ConnectTimeout("slow"), socket.timeout("timed out")), False,
+     "net::ERR_CONNECTION_TIMED_OUT"),
+    (ReadTimeout("read"), True, "net::ERR_TIMED_OUT"),
+    (TimeoutError(), False, "net::ERR_TIMED_OUT"),
+    (asyncio.TimeoutError(), False, "net::ERR_TIMED_OUT"),
+    (ProtocolError("aborted", ConnectionResetError(104, "reset")), True,
+     "net::ERR_CONNECTION_RESET"),
+    (ConnectionAbortedError(), False, "net::ERR_CONNECTION_ABORTED"),
+    (ssl.SSLCertVerificationError(1, "certificate verify failed: unable to get local issuer "
+                                     "certificate"), False, "net::ERR_CERT_AUTHORITY_INVALID"),
+    (ssl.SSLCertVerificationError(1, "certificate verify failed: Hostname mismatch, "
+                                     "certificate is not valid for 'x'."), False,
+     "net::ERR_CERT_COMMON_NAME_INVALID"),
+    (caused(ssl.SSLError("outer"), ssl.SSLCertVerificationError(1, "bad")), False,
+     "net::ERR_CERT_AUTHORITY_INVALID"),
+    (ssl.SSLError(1, "wrong version number"), False, "net::ERR_SSL_PROTOCOL_ERROR"),
+    (http.client.RemoteDisconnected("closed"), False, "net::ERR_EMPTY_RESPONSE"),
+    (ServerDisconnectedError(), False, "net::ERR_EMPTY_RESPONSE"),
+    (ProtocolError("incomplete"), True, "net::ERR_CONNECTION_CLOSED"),
+    (ValueError("odd"), False, "net::ERR_FAILED"),
+])
+def test_net_error_names(error: BaseException, started: bool, name: str) -> None:
+    assert net_error(error, started) == name
+
+
+def test_net_error_survives_cycles() -> None:
+    first, second = OSError("a"), OSError("b")
+    first.__context__, second.__context__ = second, first
+    assert net_error(first, False) == "net::ERR_FAILED"
+
+
+def test_describe_qualifies_and_survives_a_broken_str() -> None:
+    class Broken(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    assert describe(ValueError("bad")) == "ValueError: bad"
+    assert describe(Broken()).endswith("test_describe_qualifies_and_survives_a_broken_str."
+                                       "<locals>.Broken")
+    assert len(describe(ValueError("x" * 5000))) == 2000
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_real_requests_refusal_is_named() -> None:
+    requests = pytest.importorskip("requests")
+    with pytest.raises(requests.ConnectionError) as caught:
+        requests.get(f"http://127.0.0.1:{_closed_port()}/", timeout=5)
+    assert net_error(caught.value, False) == "net::ERR_CONNECTION_REFUSED"
+    entry = build(failed_exchange(caught.value))
+    assert entry["response"]["comment"].startswith("requests.exceptions.ConnectionError: ")
+
+
+def test_real_aiohttp_refusal_is_named() -> None:
+    aiohttp = pytest.importorskip("aiohttp")
+
+    async def fetch() -> BaseException:
+        async with aiohttp.ClientSession() as session:
+            try:
+                await session.get(f"http://127.0.0.1:{_closed_port()}/")
+            except aiohttp.ClientError as exc:
+                return exc
+        raise AssertionError("the request should have failed")
+
+    assert net_error(asyncio.run(fetch()), False) == "net::ERR_CONNECTION_REFUSED"
+
+
+# --- response bodies -----------------------------------------------------------------------
+
+
+def test_gzip_compression_math() -> None:
+    plain = b'{"items": [' + b'"abc", ' * 200 + b'"end"]}'
+    wire = len(gzip.compress(plain))
+    ex = make_exchange(body=plain, response_wire_size=wire, response_headers=[
+        ("Content-Type", "application/json"), ("Content-Encoding", "gzip")])
+    response = build(ex)["response"]
+    assert response["content"]["size"] == len(plain)
+    assert response["bodySize"] == wire
+    assert response["content"]["compression"] == len(plain) - wire
+    assert response["content"]["text"] == plain.decode()
+
+
+def test_compressed_body_without_wire_size() -> None:
+    ex = make_exchange(response_headers=[("Content-Type", "application/json"),
+                                         ("Content-Encoding", "br")])
+    response = build(ex)["response"]
+    assert response["bodySize"] == -1 and response["_transferSize"] == -1
+    assert "compression" not in response["content"]
+    assert response["content"]["size"] == 12
+
+
+def test_identity_encoding_is_no_compression() -> None:
+    ex = make_exchange(response_headers=[("Content-Type", "application/json"),
+                                         ("Content-Encoding", "identity")])
+    response = build(ex)["response"]
+    assert response["bodySize"] == 12 and "compression" not in response["content"]
+
+
+def test_binary_body_is_base64() -> None:
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe"
+    ex = make_exchange(body=png, response_headers=[("Content-Type", "image/png")])
+    entry = build(ex)
+    content = entry["response"]["content"]
+    assert content["encoding"] == "base64"
+    assert base64.b64decode(content["text"]) == png
+    assert content["mimeType"] == "image/png"
+    assert entry["_resourceType"] == "image"
+
+
+def test_latin1_charset() -> None:
+    ex = make_exchange(body="café crème".encode("latin-1"), response_headers=[
+        ("Content-Type", "text/html; charset=ISO-8859-1")])
+    entry = build(ex)
+    assert entry["response"]["content"]["text"] == "café crème"
+    assert entry["response"]["content"]["size"] == 10
+    assert entry["response"]["content"]["mimeType"] == "text/html; charset=ISO-8859-1"
+    assert entry["_resourceType"] == "document"
+
+
+def test_text_that_does_not_decode_is_base64() -> None:
+    ex = make_exchange(body=b"caf\xe9", response_headers=[("Content-Type", "text/plain")])
+    content = build(ex)["response"]["content"]
+    assert content["encoding"] == "base64" and base64.b64decode(content["text"]) == b"caf\xe9"
+
+
+@pytest.mark.parametrize("charset", ["nonsense", "base64", '"utf-8"'])
+def test_unusable_charset_falls_back_to_utf8(charset: str) -> None:
+    ex = make_exchange(body="é".encode(), response_headers=[
+        ("Content-Type", f"text/plain; charset={charset}")])
+    assert build(ex)["response"]["content"]["text"] == "é"
+
+
+def test_body_without_content_type_is_sniffed() -> None:
+    text = build(make_exchange(body=b"plain words", response_headers=[]))
+    assert text["response"]["content"] == {"size": 11, "mimeType": "x-unknown",
+                                           "text": "plain words"}
+    binary = build(make_exchange(body=b"a\x00b", response_headers=[]))
+    assert binary["response"]["content"]["encoding"] == "base64"
+
+
+def test_empty_body_has_no_text() -> None:
+    content = build(make_exchange(body=b""))["response"]["content"]
+    assert content == {"size": 0, "mimeType": "application/json"}
+
+
+def test_response_truncation_keeps_true_sizes() -> None:
+    ex = make_exchange(body=None, body_limit=10)
+    ex.add_response_chunk(b'{"data": "0123456789abcdef"}')
+    ex.body_complete = True
+    content = build(ex, Settings(max_body_size=10))["response"]["content"]
+    assert content["text"] == '{"data": "'
+    assert content["size"] == 28
+    assert content["_truncated"] is True
+    assert content["comment"] == "body truncated to its first 10 of 28 bytes"
+
+
+def test_truncation_inside_a_utf8_character_drops_the_partial_character() -> None:
+    ex = make_exchange(body="ééé".encode(), response_headers=[("Content-Type", "text/plain")])
+    content = build(ex, Settings(max_body_size=3))["response"]["content"]
+    assert content["text"] == "é" and content["_truncated"] is True and content["size"] == 6
+
+
+def test_settings_with_a_smaller_limit_than_the_capture() -> None:
+    ex = make_exchange(body=b"x" * 100, response_headers=[("Content-Type", "text/plain")])
+    small = build(ex, Settings(max_body_size=40))["response"]["content"]
+    assert len(small["text"]) == 40 and small["_truncated"] is True
+    whole = build(ex)["response"]["content"]
+    assert len(whole["text"]) == 100 and "_truncated" not in whole
+
+
+def test_bodies_off_records_no_text() -> None:
+    ex = make_exchange(method="POST", request_body=b'{"a": 1}', request_headers=[
+        ("Content-Type", "application/json")])
+    entry = build(ex, Settings(bodies=False))
+    assert entry["response"]["content"] == {"size": 12, "mimeType": "application/json",
+                                            "_truncated": True, "comment": "body not recorded"}
+    assert entry["request"]["postData"] == {"mimeType": "application/json", "text": "",
+                                            "_truncated": True, "comment": "body not recorded"}
+    assert entry["request"]["bodySize"] == 8
+
+
+def test_partial_exchange() -> None:
+    ex = make_exchange(body=None, t_end=None)
+    started = now() - 1.0  # a second ago: the unread body's receive phase runs until now
+    ex.t_start, ex.t_send_start, ex.t_send_end, ex.t_response = (
+        started, started + 0.001, started + 0.002, started + 0.010)
+    ex.add_response_chunk(b'{"stream": [1, 2')
+    entry = build(ex, partial=True)
+    response = entry["response"]
+    assert response["content"]["size"] == -1 and response["bodySize"] == -1
+    assert response["_transferSize"] == -1
+    assert response["content"]["text"] == '{"stream": [1, 2'
+    assert response["comment"] == "body not read by the program"
+    assert entry["timings"]["receive"] >= 990  # measured up to now
+    assert summed(entry["timings"]) == pytest.approx(entry["time"])
+
+
+# --- request bodies ------------------------------------------------------------------------
+
+
+def test_json_post_data() -> None:
+    body = '{"name": "Zoë"}'.encode()
+    ex = make_exchange(method="POST", request_body=body, request_headers=[
+        ("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    request = build(ex)["request"]
+    assert request["postData"] == {"mimeType": "application/json", "text": '{"name": "Zoë"}'}
+    assert request["bodySize"] == len(body)
+
+
+def test_form_post_data_has_text_and_params() -> None:
+    body = b"name=J%C3%BCrgen+M&empty=&tag=a&tag=b"
+    ex = make_exchange(method="POST", request_body=body, request_headers=[
+        ("Content-Type", "application/x-www-form-urlencoded")])
+    post = build(ex)["request"]["postData"]
+    assert post["text"] == body.decode()
+    assert post["params"] == [{"name": "name", "value": "Jürgen M"},
+                              {"name": "empty", "value": ""},
+                              {"name": "tag", "value": "a"}, {"name": "tag", "value": "b"}]
+
+
+MULTIPART = (
+    b"--XyZ\r\n"
+    b'Content-Disposition: form-data; name="title"\r\n\r\n'
+    b"Hello w\xc3\xb6rld\r\n"
+    b"--XyZ\r\n"
+    b'Content-Disposition: form-data; name="file"; filename="notes.txt"\r\n'
+    b"Content-Type: text/plain\r\n\r\n"
+    b"line 1\nline 2\r\n"
+    b"--XyZ\r\n"
+    b"Content-Disposition: form-data; name=\"doc\"; filename*=UTF-8''na%C3%AFve.bin\r\n"
+    b"Content-Type: application/octet-stream\r\n\r\n"
+    b"abc\r\n"
+    b"--XyZ--\r\n"
+)
+
+
+def multipart_exchange(body: bytes = MULTIPART, **fields: Any) -> Exchange:
+    return make_exchange(method="POST", request_body=body, request_headers=[
+        ("Content-Type", 'multipart/form-data; boundary="XyZ"')], **fields)
+
+
+def test_multipart_params() -> None:
+    post = build(multipart_exchange())["request"]["postData"]
+    assert post["mimeType"] == 'multipart/form-data; boundary="XyZ"'
+    assert post["text"] == MULTIPART.decode()
+    assert post["params"] == [
+        {"name": "title", "value": "Hello wörld"},
+        {"name": "file", "fileName": "notes.txt", "contentType": "text/plain"},
+        {"name": "doc", "fileName": "naïve.bin", "contentType": "application/octet-stream"},
+    ]
+
+
+def test_multipart_with_binary_content_is_base64() -> None:
+    body = MULTIPART.replace(b"abc", b"\xff\x00\xfe")
+    post = build(multipart_exchange(body))["request"]["postData"]
+    assert post["encoding"] == "base64" and base64.b64decode(post["text"]) == body
+    assert [p["name"] for p in post["params"]] == ["title", "file", "doc"]
+
+
+def test_cut_multipart_keeps_the_parts_it_has() -> None:
+    post = build(multipart_exchange(), Settings(max_body_size=60))["request"]["postData"]
+    assert post["_truncated"] is True
+    assert post["params"][0]["name"] == "title"
+
+
+def test_binary_post_data_and_missing_content_type() -> None:
+    binary = build(make_exchange(method="PUT", request_body=b"\x00\x01\x02",
+                                 request_headers=[]))["request"]
+    assert binary["postData"] == {"mimeType": "application/octet-stream",
+                                  "text": "AAEC", "encoding": "base64"}
+    text = build(make_exchange(method="PUT", request_body=b"hello", request_headers=[]))
+    assert text["request"]["postData"] == {"mimeType": "application/octet-stream",
+                                           "text": "hello"}
+
+
+def test_request_truncation() -> None:
+    ex = make_exchange(method="POST", request_body=b"a" * 50, request_headers=[
+        ("Content-Type", "text/plain")])
+    request = build(ex, Settings(max_body_size=20))["request"]
+    assert request["postData"]["text"] == "a" * 20
+    assert request["postData"]["_truncated"] is True
+    assert request["bodySize"] == 50
+
+
+@pytest.mark.parametrize("headers, size", [
+    ([("Content-Length", "42")], 42), ([("Transfer-Encoding", "chunked")], -1), ([], 0)])
+def test_unseen_request_body_size(headers: Any, size: int) -> None:
+    entry = build(make_exchange(method="POST", request_body=None, request_headers=headers))
+    assert entry["request"]["bodySize"] == size and "postData" not in entry["request"]
+
+
+# --- cookies ---------------------------------------------------------------------------------
+
+
+def test_request_cookies_from_every_cookie_header() -> None:
+    ex = make_exchange(request_headers=[("Cookie", "a=1; b=x=y"), ("Cookie", " c = 3 ;;")])
+    cookies = build(ex, Settings(redact=False))["request"]["cookies"]
+    assert cookies == [{"name": "a", "value": "1"}, {"name": "b", "value": "x=y"},
+                       {"name": "c", "value": "3"}]
+
+
+def test_response_cookie_attributes() -> None:
+    headers = [
+        ("Set-Cookie", "sid=abc; Path=/; Domain=.example.com; Secure; HttpOnly; SameSite=Strict;"
+                       " Expires=Wed, 21 Oct 2026 07:28:00 GMT"),
+        ("Set-Cookie", "old=1; expires=Wednesday, 21-Oct-26 07:28:00 GMT"),
+        ("Set-Cookie", "age=2; Max-Age=60; Expires=Wed, 21 Oct 2026 07:28:00 GMT; samesite=none"),
+        ("Set-Cookie", "gone=; Max-Age=0"),
+        ("Set-Cookie", "plain=3; SameSite=bogus"),
+    ]
+    cookies = build(make_exchange(response_headers=headers), Settings(redact=False))[
+        "response"]["cookies"]
+    assert cookies[0] == {"name": "sid", "value": "abc", "path": "/", "domain": ".example.com",
+                          "sameSite": "Strict", "expires": "2026-10-21T07:28:00.000Z",
+                          "httpOnly": True, "secure": True}
+    assert cookies[1]["expires"] == "2026-10-21T07:28:00.000Z"
+    assert cookies[2]["expires"] == "2023-11-14T22:14:20.250Z"  # Max-Age wins, from the start
+    assert cookies[2]["sameSite"] == "None"
+    assert cookies[3]["expires"] == "1970-01-01T00:00:00.000Z"
+    assert cookies[4] == {"name": "plain", "value": "3", "httpOnly": False, "secure": False}
+
+
+@pytest.mark.parametrize("text, iso", [
+    ("Wed, 21 Oct 2026 07:28:00 GMT", "2026-10-21T07:28:00"),
+    ("Wed, 21-Oct-26 07:28:00 GMT", "2026-10-21T07:28:00"),
+    ("Wed, 21-Oct-1999 07:28:00 GMT", "1999-10-21T07:28:00"),
+    ("Wed Oct 21 07:28:00 2026", "2026-10-21T07:28:00"),
+    ("Thu, 01 Jan 1970 00:00:00 GMT", "1970-01-01T00:00:00"),
+    ("not a date", None), ("Wed, 32 Oct 2026 07:28:00 GMT", None),
+    ("Wed, 21 Oct 2026 25:28:00 GMT", None), ("", None),
+])
+def test_cookie_dates(text: str, iso: Optional[str]) -> None:
+    import datetime
+
+    stamp = cookie_date(text)
+    if iso is None:
+        assert stamp is None
+    else:
+        assert stamp is not None
+        assert datetime.datetime.utcfromtimestamp(stamp).isoformat() == iso
+
+
+def test_cookie_parsers_on_odd_input() -> None:
+    assert request_cookies([""]) == []
+    assert request_cookies(["=v", "novalue"]) == [{"name": "", "value": "v"},
+                                                  {"name": "novalue", "value": ""}]
+    lone = response_cookie("token", WALL)
+    assert lone["name"] == "" and lone["value"] == "token"
+    far = response_cookie("a=1; Max-Age=99999999999999", WALL)
+    assert far["expires"] == "9999-12-31T23:59:59.000Z"
+    assert "expires" not in response_cookie("a=1; Max-Age=soon; Expires=never", WALL)
+
+
+# --- initiator and resource types ------------------------------------------------------------
+
+
+def _user_code() -> Any:
+    return capture_frames(2)  # skip capture_frames' and this function's own frames
+
+
+def test_initiator_from_captured_frames() -> None:
+    frames = _user_code()
+    entry = build(make_exchange(frames=frames))
+    initiator = entry["_initiator"]
+    assert initiator["type"] == "script"
+    first = initiator["stack"]["callFrames"][0]
+    code, line, _ = frames[0]
+    assert first["functionName"] == "test_initiator_from_captured_frames"
+    assert first["url"] == Path(__file__).resolve().as_uri()
+    assert first["lineNumber"] == line - 1
+    source_line = Path(__file__).read_text().splitlines()[line - 1]
+    if sys.version_info >= (3, 11):
+        assert source_line[first["columnNumber"]:].startswith("_user_code()")
+    else:
+        assert first["columnNumber"] == 0
+    again = build(make_exchange(frames=frames))["_initiator"]["stack"]["callFrames"][0]
+    assert again["scriptId"] == first["scriptId"]
+
+
+def test_initiator_module_level_and_relative_names() -> None:
+    code = compile("import sys\nframe = sys._getframe()", "<stdin>", "exec")
+    scope: Dict[str, Any] = {}
+    exec(code, scope)
+    frame = scope["frame"]
+    entry = build(make_exchange(frames=((frame.f_code, frame.f_lineno, frame.f_lasti),)))
+    call = entry["_initiator"]["stack"]["callFrames"][0]
+    assert call["functionName"] == ""
+    assert call["url"] == "<stdin>"
+    assert call["lineNumber"] == 1
+
+
+@pytest.mark.parametrize("mime, failed, kind", [
+    ("text/html", False, "document"), ("text/css", False, "stylesheet"),
+    ("application/javascript", False, "script"), ("text/javascript", False, "script"),
+    ("image/svg+xml", False, "image"), ("font/woff2", False, "font"),
+    ("application/font-woff", False, "font"), ("video/mp4", False, "media"),
+    ("application/json", False, "fetch"), ("", False, "fetch"), ("text/html", True, "other"),
+])
+def test_resource_types(mime: str, failed: bool, kind: str) -> None:
+    assert resource_type(mime, failed) == kind
+
+
+# --- never crash on odd input --------------------------------------------------------------
+
+
+def test_odd_header_values_become_json_safe() -> None:
+    ex = make_exchange(
+        request_headers=[("X-Raw", b"bytes\xff"), ("X-Num", 5)],  # type: ignore[list-item]
+        response_headers=[("Content-Type", "text/plain"), ("X-Bad", "caf\udce9"),
+                          ("X-Lone", "a\ud800b")],
+        reason="Ok\udcff", body=b"text")
+    entry = build(ex)
+    orjson.dumps(entry)
+    assert entry["request"]["headers"][0]["value"] == "bytes\ufffd"
+    assert entry["request"]["headers"][1]["value"] == "5"
+    assert entry["response"]["headers"][1]["value"] == "caf\ufffd"
+    assert entry["response"]["headers"][2]["value"] == "a\ufffdb"
+
+
+def test_non_ascii_headers_count_their_utf8_bytes() -> None:
+    headers = [("X-Name", "Zoë")]
+    ex = make_exchange(request_headers=headers)
+    assert build(ex)["request"]["headersSize"] == header_bytes("GET /api?x=1 HTTP/1.1", headers)
+
+
+def test_a_fresh_exchange_builds() -> None:
+    """An Exchange straight from the constructor (nothing filled in) still gives valid HAR."""
+    ex = Exchange("requests", "GET", "http://example.com/")
+    ex.t_end = ex.t_start
+    entry = build_entry(ex, DEFAULTS, partial=True)
+    orjson.dumps(entry)
+    assert entry["response"]["status"] == 0 and entry["response"]["bodySize"] == -1
+
+
+@pytest.mark.parametrize("body, size, text", [
+    ("héllo", 6, "héllo"), (bytearray(b"abc"), 3, "abc"), (memoryview(b"abc"), 3, "abc"),
+    (iter([b"a"]), 0, None)])
+def test_request_bodies_that_are_not_bytes(body: Any, size: int, text: Optional[str]) -> None:
+    ex = make_exchange(method="POST", request_body=body, request_headers=[
+        ("Content-Type", "text/plain")])
+    request = build(ex)["request"]
+    assert request["bodySize"] == size
+    assert request.get("postData", {}).get("text") == text
+
+
+def test_random_exchanges_always_build() -> None:
+    """Whatever a recorder hands over, the builder returns JSON-able HAR with consistent time."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    text = st.text(max_size=30)
+    header = st.tuples(st.sampled_from(["Content-Type", "Set-Cookie", "Cookie", "Location",
+                                        "Content-Encoding", "Authorization", "X-Any"]), text)
+    mark = st.one_of(st.none(), st.floats(min_value=-5, max_value=50))
+    mime = st.sampled_from(["", "application/json", "text/plain; charset=utf-16",
+                            "multipart/form-data; boundary=b", "application/x-www-form-urlencoded",
+                            "image/png", "text/html; charset=bogus"])
+
+    @hypothesis.settings(max_examples=300, deadline=None)
+    @hypothesis.given(url=text, headers=st.lists(header, max_size=6), mime=mime,
+                      body=st.binary(max_size=60), request_body=st.one_of(st.none(), st.binary(max_size=60)),
+                      marks=st.lists(mark, min_size=9, max_size=9), status=st.integers(0, 599),
+                      complete=st.booleans(), partial=st.booleans(), failed=st.booleans(),
+                      limit=st.integers(0, 80), server_ip=text,
+                      redact=st.booleans())
+    def check(url: str, headers: Any, mime: str, body: bytes, request_body: Optional[bytes],
+              marks: Any, status: int, complete: bool, partial: bool, failed: bool, limit: int,
+              server_ip: str, redact: bool) -> None:
+        ex = make_exchange(url=url, body=None, status=status, server_ip=server_ip,
+                           request_body=request_body, error=OSError("x") if failed else None,
+                           request_headers=headers + [("Content-Type", mime)],
+                           response_headers=[("Content-Type", mime)] + headers)
+        ex.add_response_chunk(body)
+        ex.body_complete = complete
+        (ex.t_dns_start, ex.t_dns_end, ex.t_connect_start, ex.t_tls_start, ex.t_connect_end,
+         ex.t_send_start, ex.t_send_end, ex.t_response, ex.t_end) = [
+            None if m is None else at(m) for m in marks]
+        if ex.t_end is None:
+            ex.t_end = at(60)
+        settings = Settings.from_kwargs(max_body_size=limit, redact=redact,
+                                        redact_json_field=["a"], redact_pattern=["x+"])
+        entry = build_entry(ex, settings, partial=partial)
+        orjson.dumps(entry)
+        assert abs(summed(entry["timings"]) - entry["time"]) < 1e-6
+        assert all(v >= 0 or v == -1 for v in entry["timings"].values())
+
+    check()

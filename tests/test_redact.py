@@ -1,0 +1,322 @@
+"""Redaction: every kind of secret leaves the entry, sizes stay true, the HAR stays valid."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Dict, List
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+import pytest
+
+from harlem.har.redact import CREDENTIAL_HEADERS, REDACTED, URL_REDACTED, rules_for
+from harlem.settings import Settings
+from tests.test_build import MULTIPART, build, failed_exchange, make_exchange, multipart_exchange
+
+ON = Settings()
+OFF = Settings.from_kwargs(redact=False)
+
+
+def values(headers: List[Dict[str, str]]) -> Dict[str, str]:
+    return {h["name"]: h["value"] for h in headers}
+
+
+def assert_absent(entry: Dict[str, Any], *secrets: str) -> None:
+    dumped = orjson.dumps(entry).decode()
+    for secret in secrets:
+        assert secret not in dumped, secret
+
+
+# --- headers and cookies ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(CREDENTIAL_HEADERS))
+def test_credential_headers_are_redacted_in_any_case(name: str) -> None:
+    spelled = name.upper() if len(name) % 2 else name.title()
+    secret = "sid=s3cr3t-value"  # a cookie's name stays: give every header the same shape
+    ex = make_exchange(request_headers=[("Host", "example.com"), (spelled, secret)],
+                       response_headers=[("Content-Type", "text/plain"), (spelled, secret)],
+                       body=b"ok")
+    entry = build(ex)
+    assert values(entry["request"]["headers"]) == {"Host": "example.com", spelled: REDACTED}
+    assert values(entry["response"]["headers"])[spelled] == REDACTED
+    assert_absent(entry, "s3cr3t-value")
+
+
+def test_sizes_count_the_real_header_values() -> None:
+    plain = build(make_exchange(request_headers=[("Authorization", "Bearer abc")]), OFF)
+    redacted = build(make_exchange(request_headers=[("Authorization", "Bearer abc")]), ON)
+    assert redacted["request"]["headersSize"] == plain["request"]["headersSize"]
+
+
+def test_cookie_values_are_redacted_names_and_attributes_stay() -> None:
+    ex = make_exchange(request_headers=[("Cookie", "session=abc123; theme=dark")],
+                       response_headers=[("Set-Cookie", "session=xyz789; Path=/; HttpOnly")])
+    entry = build(ex)
+    assert entry["request"]["cookies"] == [{"name": "session", "value": REDACTED},
+                                           {"name": "theme", "value": REDACTED}]
+    cookie = entry["response"]["cookies"][0]
+    assert cookie == {"name": "session", "value": REDACTED, "path": "/", "httpOnly": True,
+                      "secure": False}
+    assert_absent(entry, "abc123", "xyz789", "dark")
+
+
+def test_custom_header_names() -> None:
+    settings = Settings.from_kwargs(redact_header=["X-Tenant-Secret"])
+    ex = make_exchange(request_headers=[("x-tenant-secret", "tenant-key"), ("X-Other", "visible")])
+    entry = build(ex, settings)
+    assert values(entry["request"]["headers"]) == {"x-tenant-secret": REDACTED,
+                                                  "X-Other": "visible"}
+
+
+# --- URLs ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("https://alice:hunter2@example.com/p?q=1",
+     f"https://{URL_REDACTED}:{URL_REDACTED}@example.com/p?q=1"),
+    ("https://ghp_token@example.com/", f"https://{URL_REDACTED}@example.com/"),
+    ("https://example.com/a@b?x=c@d", "https://example.com/a@b?x=c@d"),
+])
+def test_url_credentials(url: str, expected: str) -> None:
+    entry = build(make_exchange(url=url))
+    assert entry["request"]["url"] == expected
+    assert urlsplit(expected).hostname == "example.com"
+    assert_absent(entry, "hunter2", "alice", "ghp_token")
+
+
+def test_url_credentials_are_kept_when_redaction_is_off() -> None:
+    url = "https://alice:hunter2@example.com/"
+    assert build(make_exchange(url=url), OFF)["request"]["url"] == url
+
+
+def test_query_parameters_stay_consistent_with_query_string() -> None:
+    settings = Settings.from_kwargs(redact_query=["token", "API_KEY"])
+    url = "https://example.com/p?token=t0ps3cret&page=2&api_key=k3y&Token=again&token=&x"
+    entry = build(make_exchange(url=url), settings)
+    request = entry["request"]
+    assert request["url"] == (f"https://example.com/p?token={URL_REDACTED}&page=2"
+                              f"&api_key={URL_REDACTED}&Token={URL_REDACTED}&token=&x")
+    assert [(q["name"], q["value"]) for q in request["queryString"]] == [
+        ("token", REDACTED), ("page", "2"), ("api_key", REDACTED), ("Token", REDACTED),
+        ("token", ""), ("x", "")]
+    assert [(q["name"], q["value"]) for q in request["queryString"]] == parse_qsl(
+        urlsplit(request["url"]).query, keep_blank_values=True)
+    assert_absent(entry, "t0ps3cret", "k3y", "again")
+
+
+def test_encoded_query_names_and_fragments() -> None:
+    settings = Settings.from_kwargs(redact_query=["access token"])
+    url = "https://example.com/?access+token=abc%20def#frag=abc"
+    assert build_url(url, settings) == f"https://example.com/?access+token={URL_REDACTED}#frag=abc"
+
+
+def build_url(url: str, settings: Settings) -> str:
+    return str(build_entry_raw(make_exchange(url=url), settings)["request"]["url"])
+
+
+def build_entry_raw(ex: Any, settings: Settings) -> Dict[str, Any]:
+    """Without validation: for URLs the validator refuses (fragments) on purpose."""
+    from harlem.har.build import build_entry
+
+    return build_entry(ex, settings)
+
+
+def test_location_and_referer_are_url_redacted() -> None:
+    settings = Settings.from_kwargs(redact_query=["sig"])
+    ex = make_exchange(
+        status=302, reason="Found", body=b"",
+        request_headers=[("Referer", "https://bob:pw1234@example.com/from?sig=abc123")],
+        response_headers=[("Location", "https://carol:pw5678@example.com/to?sig=def456&n=1")])
+    entry = build(ex, settings)
+    expected = f"https://{URL_REDACTED}:{URL_REDACTED}@example.com/to?sig={URL_REDACTED}&n=1"
+    assert entry["response"]["redirectURL"] == expected
+    assert values(entry["response"]["headers"])["Location"] == expected
+    assert values(entry["request"]["headers"])["Referer"] == (
+        f"https://{URL_REDACTED}:{URL_REDACTED}@example.com/from?sig={URL_REDACTED}")
+    assert_absent(entry, "pw1234", "pw5678", "abc123", "def456", "bob", "carol")
+
+
+# --- bodies ----------------------------------------------------------------------------------
+
+
+def json_exchange(request_body: bytes, response_body: bytes, mime: str = "application/json") -> Any:
+    return make_exchange(method="POST", request_body=request_body, body=response_body,
+                         request_headers=[("Content-Type", mime)],
+                         response_headers=[("Content-Type", mime)])
+
+
+def test_json_fields_at_any_depth() -> None:
+    settings = Settings.from_kwargs(redact_json_field=["password", "Secret"])
+    request_body = b'{"user": "ann", "password": "pa55", "nested": [{"deep": {"secret": 7}}]}'
+    response_body = b'{"secret": {"a": [1, "x"]}, "items": [{"PASSWORD": null}], "ok": true}'
+    entry = build(json_exchange(request_body, response_body), settings)
+    post = entry["request"]["postData"]
+    assert orjson.loads(post["text"]) == {"user": "ann", "password": REDACTED,
+                                          "nested": [{"deep": {"secret": REDACTED}}]}
+    assert post["_redacted"] is True
+    content = entry["response"]["content"]
+    assert orjson.loads(content["text"]) == {"secret": REDACTED, "items": [{"PASSWORD": REDACTED}],
+                                             "ok": True}
+    assert content["_redacted"] is True
+    assert content["size"] == len(response_body)  # the true size, not the text's
+    assert entry["request"]["bodySize"] == len(request_body)
+    assert_absent(entry, "pa55")
+
+
+def test_json_without_a_named_field_is_left_as_is() -> None:
+    settings = Settings.from_kwargs(redact_json_field=["password"])
+    body = b'{ "spacing" :  "kept" }'
+    entry = build(json_exchange(body, body), settings)
+    assert entry["response"]["content"]["text"] == body.decode()
+    assert "_redacted" not in entry["response"]["content"]
+
+
+def test_json_looking_text_with_another_mime_type() -> None:
+    settings = Settings.from_kwargs(redact_json_field=["token"])
+    entry = build(json_exchange(b'{"token": "abc"}', b' [{"token": "def"}]', "text/plain"),
+                  settings)
+    assert_absent(entry, "abc", "def")
+
+
+def test_cut_json_is_redacted_lexically() -> None:
+    settings = Settings.from_kwargs(redact_json_field=["token", "n"], max_body_size=40)
+    body = b'{"token": "abcdefgh", "n": -1.5e3, "more": "' + b"x" * 50 + b'"}'
+    entry = build(json_exchange(body, body), settings)
+    assert entry["response"]["content"]["text"] == (
+        f'{{"token": "{REDACTED}", "n": "{REDACTED}", "more')
+    assert_absent(entry, "abcdefgh", "-1.5e3")
+
+
+def test_json_that_orjson_refuses_still_redacts() -> None:
+    settings = Settings.from_kwargs(redact_json_field=["key"])
+    body = b'{"big": 123456789012345678901234567890, "key": "k", "nan": NaN}'
+    entry = build(json_exchange(body, body), settings)
+    assert '"key":"[REDACTED]"' in entry["response"]["content"]["text"]
+    assert "123456789012345678901234567890" in entry["response"]["content"]["text"]
+
+
+def test_form_fields() -> None:
+    settings = Settings.from_kwargs(redact_json_field=["password"])
+    body = b"user=ann&password=pa%2055&Password=x2"
+    ex = make_exchange(method="POST", request_body=body, request_headers=[
+        ("Content-Type", "application/x-www-form-urlencoded")])
+    post = build(ex, settings)["request"]["postData"]
+    assert post["text"] == f"user=ann&password={URL_REDACTED}&Password={URL_REDACTED}"
+    assert post["params"] == [{"name": "user", "value": "ann"},
+                              {"name": "password", "value": REDACTED},
+                              {"name": "Password", "value": REDACTED}]
+    assert post["_redacted"] is True
+
+
+def test_multipart_fields() -> None:
+    settings = Settings.from_kwargs(redact_json_field=["title"])
+    post = build(multipart_exchange(), settings)["request"]["postData"]
+    assert post["params"][0] == {"name": "title", "value": REDACTED}
+    assert "Hello" not in post["text"] and REDACTED in post["text"]
+    assert post["text"].endswith(MULTIPART.decode().split("Hello w\u00f6rld")[1])
+    assert post["_redacted"] is True
+
+
+# --- patterns --------------------------------------------------------------------------------
+
+
+def test_patterns_everywhere() -> None:
+    settings = Settings.from_kwargs(redact_pattern=[r"sk_live_\w+"])
+    ex = make_exchange(
+        url="https://example.com/p?key=sk_live_URL1",
+        method="POST", request_body=b'{"k": "sk_live_BODY1"}',
+        request_headers=[("Content-Type", "application/json"), ("X-Note", "use sk_live_HDR1"),
+                         ("Cookie", "k=sk_live_COOKIE1")],
+        response_headers=[("Content-Type", "text/plain")], body=b"echo sk_live_RESP1 done")
+    entry = build(ex, settings)
+    assert entry["request"]["url"] == f"https://example.com/p?key={URL_REDACTED}"
+    assert entry["request"]["queryString"] == [{"name": "key", "value": REDACTED}]
+    assert values(entry["request"]["headers"])["X-Note"] == f"use {REDACTED}"
+    assert entry["response"]["content"]["text"] == f"echo {REDACTED} done"
+    assert_absent(entry, "sk_live_")
+
+
+def test_patterns_apply_with_redaction_off_and_only_to_groups() -> None:
+    settings = Settings.from_kwargs(redact=False, redact_pattern=[r"pin=(\d+)"])
+    ex = make_exchange(request_headers=[("X-Info", "pin=1234; other=5"),
+                                        ("Authorization", "Basic visible")],
+                       response_headers=[("Content-Type", "text/plain")], body=b"pin=9876")
+    entry = build(ex, settings)
+    assert values(entry["request"]["headers"]) == {"X-Info": f"pin={REDACTED}; other=5",
+                                                  "Authorization": "Basic visible"}
+    assert entry["response"]["content"]["text"] == f"pin={REDACTED}"
+
+
+def test_patterns_reach_base64_bodies_through_their_bytes() -> None:
+    settings = Settings.from_kwargs(redact_pattern=["TOKEN-[0-9]+"])
+    body = b"\x89\x00binary TOKEN-4242 \xff"
+    ex = make_exchange(response_headers=[("Content-Type", "application/octet-stream")], body=body)
+    content = build(ex, settings)["response"]["content"]
+    assert base64.b64decode(content["text"]) == b"\x89\x00binary [REDACTED] \xff"
+    assert content["_redacted"] is True and content["size"] == len(body)
+
+
+def test_empty_matches_insert_nothing() -> None:
+    settings = Settings.from_kwargs(redact=False, redact_pattern=["x*"])
+    ex = make_exchange(response_headers=[("Content-Type", "text/plain")], body=b"abxxc")
+    assert build(ex, settings)["response"]["content"]["text"] == f"ab{REDACTED}c"
+
+
+# --- error messages --------------------------------------------------------------------------
+
+
+def test_error_messages_lose_the_secrets_of_the_exchange() -> None:
+    settings = Settings.from_kwargs(redact_query=["token"], redact_pattern=["ssn-[0-9]+"])
+    url = "https://alice:hunter22@example.com/x?token=q-secret&id=ssn-123"
+    error = ConnectionRefusedError(f"cannot reach {url} with Bearer abc.def.ghi")
+    ex = failed_exchange(error, url=url, request_headers=[("Authorization", "Bearer abc.def.ghi")])
+    entry = build(ex, settings)
+    assert entry["response"]["_error"] == "net::ERR_CONNECTION_REFUSED"
+    assert entry["response"]["comment"].startswith("ConnectionRefusedError: cannot reach https://")
+    assert_absent(entry, "hunter22", "q-secret", "ssn-123", "abc.def.ghi")
+
+
+# --- the switches ----------------------------------------------------------------------------
+
+
+def kitchen_sink() -> Any:
+    return make_exchange(
+        url="https://alice:hunter2@example.com/p?token=qtok",
+        method="POST", request_body=b'{"password": "pw-body"}',
+        request_headers=[("Authorization", "Bearer auth-secret"), ("Cookie", "sid=cookie-secret"),
+                         ("X-Api-Key", "api-secret"), ("Content-Type", "application/json")],
+        response_headers=[("Content-Type", "application/json"),
+                          ("Set-Cookie", "sid=setcookie-secret; Path=/")],
+        body=b'{"password": "pw-response"}')
+
+
+def test_nothing_secret_survives_with_every_rule() -> None:
+    settings = Settings.from_kwargs(redact_query=["token"], redact_json_field=["password"])
+    entry = build(kitchen_sink(), settings)
+    assert_absent(entry, "hunter2", "alice", "qtok", "pw-body", "auth-secret", "cookie-secret",
+                  "api-secret", "setcookie-secret", "pw-response")
+
+
+def test_the_off_switch_keeps_everything() -> None:
+    entry = build(kitchen_sink(), OFF)
+    dumped = orjson.dumps(entry).decode()
+    for visible in ("hunter2", "qtok", "pw-body", "auth-secret", "cookie-secret", "api-secret",
+                    "setcookie-secret", "pw-response"):
+        assert visible in dumped
+    assert REDACTED not in dumped and URL_REDACTED not in dumped
+    assert rules_for(OFF) is None
+
+
+def test_explicit_rules_apply_even_with_the_off_switch() -> None:
+    settings = Settings.from_kwargs(redact=False, redact_header=["Authorization"],
+                        redact_json_field=["password"])
+    entry = build(kitchen_sink(), settings)
+    assert_absent(entry, "auth-secret", "pw-body", "pw-response")
+    assert "cookie-secret" in orjson.dumps(entry).decode()
+
+
+def test_rules_are_compiled_once_per_settings() -> None:
+    settings = Settings.from_kwargs(redact_pattern=["a+"])
+    assert rules_for(settings) is rules_for(settings)
+    assert rules_for(Settings.from_kwargs(redact_pattern=["a+"])) is rules_for(settings)
