@@ -18,6 +18,8 @@ from ..settings import OPTIONS, Settings, SettingsError, add_arguments
 from . import ArgumentParser, fail
 
 PROG = "harlem"
+REDACTION_OFF_NOTE = ("harlem: note: redaction is off: the HAR will hold credentials "
+                      "(Authorization, cookies, API keys) in clear text")
 #: Subcommand name -> module with ``register(subparsers)``.
 SUBCOMMANDS = {
     "show": "harlem.cli.show",
@@ -97,6 +99,8 @@ def run(args: Any) -> Any:
         function = resolve(args.target)
     except ValueError as exc:
         return fail(PROG, str(exc))
+    if not settings.redact:
+        sys.stderr.write(REDACTION_OFF_NOTE + "\n")
 
     recording = Recording(file_exporter(settings), settings)
     try:
