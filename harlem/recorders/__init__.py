@@ -13,6 +13,8 @@ __all__ = ["HarRecorder", "RECORDERS", "recorder_class", "available_recorders"]
 RECORDERS: Dict[str, str] = {
     "requests": "harlem.recorders.requests:RequestsHarRecorder",
     "aiohttp": "harlem.recorders.aiohttp:AiohttpHarRecorder",
+    "httpx": "harlem.recorders.httpx:HttpxHarRecorder",
+    "asgi": "harlem.recorders.asgi:AsgiHarRecorder",
 }
 
 

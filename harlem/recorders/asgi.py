@@ -1,0 +1,407 @@
+"""Recording for the server side: every HTTP request an ASGI application serves.
+
+:class:`HarlemMiddleware` wraps any ASGI application (Starlette, FastAPI, Quart, Django's ASGI
+handler, a bare callable). While an ``asgi`` recorder runs, it records each ``http`` request
+as one exchange with ``direction = "incoming"``, from what passes through the ASGI interface,
+at the pace it passes: it hands the application the very ``receive`` messages the server sent
+and the server the very ``send`` messages the application sent, in order, unchanged.
+
+:class:`AsgiHarRecorder` also records Starlette applications (and so FastAPI, a subclass)
+without any code change: it wraps ``Starlette.__call__``, which puts the middleware in front of
+every application, built before or after the recorder started; stopping the last recorder
+removes it again. It patches Starlette when ``starlette.applications`` is imported (at once if it
+already is): it never imports Starlette itself. When applications are nested (a Starlette app mounted in another, or an
+explicit ``HarlemMiddleware`` inside a patched app), only the outermost one records.
+
+What each field means for a request served (see ``docs/server.md``):
+
+* ``url``: the scope's scheme, the Host header (else the server address), ``raw_path`` (else
+  ``path``) with ``root_path`` in front when the server did not already put it there, and the
+  query string. Headers are the scope's (as the server parsed them) and the ones the
+  application sent; headers the server adds itself (``date``, ``server``,
+  ``transfer-encoding``) are not seen.
+* ``serverIPAddress`` is the server's own address (``scope["server"]``) and ``connection`` the
+  client's port (``scope["client"]``): together they name the TCP connection.
+* timings, measured in the server: the exchange starts when the server calls the
+  application (request line and headers already in); ``send`` lasts until the application
+  received the last request body message (0 when it never read the body), ``wait`` until
+  it sent the response start, ``receive`` until its last body message was handed to the server.
+* bodies: the request body as the application received it through ``receive``; the response
+  body as the application sent it, decoded when the application compressed it with gzip or
+  deflate (``GZipMiddleware``), the sent bytes counting as the wire size.
+* an exception that escapes the application before it started a response is the 500 the
+  server then sends (status 500, ``_error``, the exception in ``comment``), re-raised unchanged.
+  A 5xx response is completed when the application returns, so that the exception behind it
+  (Starlette's ``ServerErrorMiddleware`` sends its 500, then re-raises) lands in the entry too.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import sys
+import zlib
+from typing import Any, Awaitable, Callable, List, MutableMapping, Optional, TypeVar
+
+from .. import pipeline
+from .._warn import warn_once
+from ..capture import Exchange, now
+from .base import HarRecorder, _patch_lock, unwrap_all
+
+__all__ = ["AsgiHarRecorder", "HarlemMiddleware"]
+
+LIBRARY = "asgi"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+_HTTP_VERSIONS = {"2": "http/2.0", "2.0": "http/2.0", "3": "http/3.0"}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+#: What the server sends when the application fails before responding (uvicorn, hypercorn).
+_SERVER_ERROR = (500, "Internal Server Error")
+
+
+class AsgiHarRecorder(HarRecorder):
+    """Records every HTTP request served by an ASGI application.
+
+    Starlette and FastAPI applications are recorded as they are; any other ASGI application
+    is recorded once wrapped in :class:`HarlemMiddleware`.
+    """
+
+    library = LIBRARY
+    module_name = "starlette"
+
+    @classmethod
+    def is_available(cls) -> bool:
+        """Always: :class:`HarlemMiddleware` needs no framework (Starlette is optional)."""
+        return True
+
+    @classmethod
+    def _instrument(cls) -> None:
+        """Patch Starlette now if it is imported, else as soon as it is (importing it here
+        would cost every recording a sixth of a second, servers or not)."""
+        global _hook, _watching
+        from ..agent import hooks
+
+        _watching = True
+        _hook = hooks.install([_STARLETTE], cls._patch_starlette)
+
+    @classmethod
+    def _patch_starlette(cls, module_name: str) -> None:
+        with _patch_lock:
+            if not _watching:  # the recorder stopped while Starlette was being imported
+                return
+            try:
+                cls._wrap(sys.modules[_STARLETTE].Starlette, "__call__", _starlette_call)
+            except Exception as exc:
+                unwrap_all(cls)
+                warn_once("asgi-starlette", "Starlette applications are not recorded", exc)
+
+    @classmethod
+    def _uninstrument(cls) -> None:
+        global _hook, _watching
+        _watching = False
+        if _hook is not None:
+            try:
+                sys.meta_path.remove(_hook)
+            except ValueError:
+                pass
+            _hook = None
+        super()._uninstrument()
+
+
+_STARLETTE = "starlette.applications"
+#: The import hook that patches Starlette once imported, and whether it still should.
+_hook: Any = None
+_watching = False
+
+
+class HarlemMiddleware:
+    """ASGI middleware recording each HTTP request the wrapped application serves.
+
+    Use ``app.add_middleware(HarlemMiddleware)`` (Starlette, FastAPI) or
+    ``app = HarlemMiddleware(app)`` (any ASGI application). It records only while an ``asgi``
+    recorder runs (``harlem-run``, ``record_to_file``...); otherwise it only calls the
+    application.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _serve(self.app, scope, receive, send)
+
+
+def _starlette_call(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    return _serve(wrapped, *args, **kwargs)
+
+
+#: True while a recorded request runs the application: nested applications only pass through.
+_serving: "contextvars.ContextVar[bool]" = contextvars.ContextVar("harlem_asgi_serving",
+                                                                  default=False)
+
+
+async def _serve(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
+    if scope.get("type") != "http" or _serving.get() or not pipeline.is_recording(LIBRARY):
+        return await app(scope, receive, send)
+    served = _begin(scope, receive, send)
+    if served is None:
+        return await app(scope, receive, send)
+    token = _serving.set(True)
+    try:
+        await app(scope, served.receive, served.send)
+    except BaseException as exc:
+        served.returned(exc)
+        raise
+    finally:
+        _serving.reset(token)
+    served.returned(None)
+
+
+# --- guarding harlem's own work -------------------------------------------------------------
+
+
+def _quietly(func: _F) -> _F:
+    """Run a bookkeeping step so that its failure is a one-time warning, never the program's.
+
+    The step returns ``None`` when it failed; the request itself is never affected.
+    """
+    key = f"{LIBRARY}-{func.__name__}"
+
+    @functools.wraps(func)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            warn_once(key, f"the ASGI recorder failed ({func.__name__}); "
+                           "the request itself is unaffected", exc)
+            return None
+
+    return guarded  # type: ignore[return-value]
+
+
+# --- one request served ----------------------------------------------------------------------
+
+
+@_quietly
+def _begin(scope: Scope, receive: Receive, send: Send) -> Optional["_Served"]:
+    ex = pipeline.begin(LIBRARY, str(scope.get("method") or "GET"), _url(scope))
+    if ex is None:
+        return None
+    ex.direction = "incoming"
+    ex.frames = ()  # no caller in the program: the initiator is "other"
+    ex.t_send_start = ex.t_start
+    version = str(scope.get("http_version") or "1.1")
+    ex.http_version = _HTTP_VERSIONS.get(version, "HTTP/" + version)
+    ex.request_headers = [(_text(name), _text(value)) for name, value in scope.get("headers", ())]
+    server = scope.get("server")
+    if server and server[1] is not None:
+        ex.server_ip, ex.server_port = str(server[0]), int(server[1])
+    client = scope.get("client")
+    if client and client[1] is not None:
+        ex.local_port = int(client[1])
+    return _Served(ex, receive, send)
+
+
+def _url(scope: Scope) -> str:
+    scheme = str(scope.get("scheme") or "http")
+    host = ""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"host":
+            host = _text(value)
+            break
+    if not host:
+        server = scope.get("server")
+        if server and server[1] is not None:
+            address, port = str(server[0]), int(server[1])
+            address = f"[{address}]" if ":" in address else address
+            host = address if _DEFAULT_PORTS.get(scheme) == port else f"{address}:{port}"
+    raw_path = scope.get("raw_path")
+    path = _text(raw_path) if raw_path else _quote(str(scope.get("path") or "/"))
+    root = str(scope.get("root_path") or "")
+    if root and not path.startswith(root):  # servers differ on whether path includes it
+        path = root + path
+    query = scope.get("query_string") or b""
+    return f"{scheme}://{host}{path}" + ("?" + _text(query) if query else "")
+
+
+@functools.lru_cache(maxsize=256)
+def _quote(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(path, safe="/:@!$&'()*+,;=-._~")
+
+
+def _text(raw: Any) -> str:
+    """ASGI header bytes as text, the way Starlette decodes them (ISO-8859-1)."""
+    return raw.decode("latin-1") if isinstance(raw, (bytes, bytearray)) else str(raw)
+
+
+class _Served:
+    """One request's exchange while the application serves it, and its ASGI channels."""
+
+    __slots__ = ("ex", "server_receive", "server_send", "upload", "upload_size", "read_all",
+                 "decoder", "intact", "wire_size", "body_done")
+
+    def __init__(self, ex: Exchange, receive: Receive, send: Send):
+        self.ex = ex
+        self.server_receive = receive
+        self.server_send = send
+        #: Request body bytes the application received (None once past ``body_limit``).
+        self.upload: Optional[List[bytes]] = []
+        self.upload_size = 0
+        self.read_all = False
+        #: Inflates a gzip/deflate response body the application compressed.
+        self.decoder: Any = None
+        #: False once such a body failed to inflate: its decoded content is unknown.
+        self.intact = True
+        self.wire_size = 0
+        #: True once the last response body message went out (a 5xx waits for the app's end).
+        self.body_done = False
+
+    # -- the channels the application gets ---------------------------------------------------
+
+    async def receive(self) -> Message:
+        message = await self.server_receive()
+        self._received(message)
+        return message
+
+    async def send(self, message: Message) -> None:
+        self._sending(message)
+        try:
+            await self.server_send(message)
+        except BaseException as exc:
+            self._failed(exc)
+            raise
+        self._sent(message)
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    @_quietly
+    def _received(self, message: Message) -> None:
+        if message.get("type") != "http.request" or self.ex.finished:
+            return
+        body = message.get("body") or b""
+        self.upload_size += len(body)
+        limit = self.ex.body_limit
+        if self.upload is not None and body:
+            if limit is not None and self.upload_size > limit:
+                self.upload = None  # bodySize then falls back on Content-Length
+            else:
+                self.upload.append(bytes(body))
+        if message.get("more_body", False):
+            return
+        self.read_all = True
+        ex = self.ex
+        if not self.upload_size:  # no body: the request was whole when the server called the app
+            ex.t_send_end = ex.t_start
+        elif ex.t_response is None:  # (read after the response started: no phase to end)
+            ex.t_send_end = now()
+
+    @_quietly
+    def _sending(self, message: Message) -> None:
+        ex = self.ex
+        if ex.finished:
+            return
+        kind = message.get("type")
+        if kind == "http.response.start":
+            ex.status = int(message["status"])
+            ex.reason = _reason(ex.status)
+            ex.response_headers = [(_text(n), _text(v)) for n, v in message.get("headers", ())]
+            self.decoder = _decoder(ex.response_headers)
+        elif kind == "http.response.body":
+            body = message.get("body") or b""
+            self.wire_size += len(body)
+            if self.intact:
+                self._keep(body, last=not message.get("more_body", False))
+
+    def _keep(self, body: bytes, last: bool) -> None:
+        decoder = self.decoder
+        if decoder is None:
+            self.ex.add_response_chunk(body)
+            return
+        try:
+            self.ex.add_response_chunk(decoder.decompress(body))
+            if last:
+                self.ex.add_response_chunk(decoder.flush())
+        except zlib.error:  # not what Content-Encoding said: the decoded body is unknown
+            self.decoder = None
+            self.intact = False
+
+    @_quietly
+    def _sent(self, message: Message) -> None:
+        ex = self.ex
+        if ex.finished:
+            return
+        kind = message.get("type")
+        if kind == "http.response.start":
+            ex.t_response = now()
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            ex.t_end = now()
+            ex.body_complete = self.intact
+            ex.response_wire_size = self.wire_size
+            self.body_done = True
+            if ex.status < 500:
+                self._finish()
+        elif kind == "http.response.pathsend":  # the server sends a file: bytes unseen
+            ex.t_end = now()
+            self._finish()
+
+    @_quietly
+    def _failed(self, exc: BaseException) -> None:
+        """The server refused a message (the client went away)."""
+        if not self.ex.finished:
+            self.ex.error = exc
+            self.ex.body_complete = False
+            self._finish()
+
+    @_quietly
+    def returned(self, exc: Optional[BaseException]) -> None:
+        """The application returned, or raised ``exc``."""
+        ex = self.ex
+        if ex.finished:
+            return
+        if exc is not None:
+            ex.error = exc
+        if ex.t_response is None:  # nothing sent: the server answers 500 itself
+            ex.t_response = ex.t_end = now()
+            ex.status, ex.reason = _SERVER_ERROR
+            ex.response_headers = []
+            if exc is None:
+                ex.error = RuntimeError("the application returned without sending a response")
+        self._finish()
+
+    def _finish(self) -> None:
+        ex = self.ex
+        # Only a body the application read to its end; else its Content-Length tells its size.
+        if self.upload is not None and self.read_all:
+            ex.request_body = b"".join(self.upload)
+        self.upload = None
+        pipeline.finish(ex)
+
+
+def _decoder(headers: List[Any]) -> Any:
+    """A zlib decompressor for a gzip or deflate body, else ``None`` (recorded as sent)."""
+    for name, value in headers:
+        if name.lower() == "content-encoding":
+            coding = value.strip().lower()
+            if coding in ("gzip", "x-gzip"):
+                return zlib.decompressobj(16 + zlib.MAX_WBITS)
+            if coding == "deflate":
+                return zlib.decompressobj(zlib.MAX_WBITS)
+            return None
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+

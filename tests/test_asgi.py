@@ -1,0 +1,654 @@
+"""Server side: HarlemMiddleware and AsgiHarRecorder record the requests an ASGI app serves.
+
+Real parts only: FastAPI/Starlette applications served by uvicorn (in a thread, and as a real
+``uvicorn`` process under ``harlem-run`` or ``HARLEM_OUTPUT``), hypercorn for HTTP/2, and
+``httpx.ASGITransport`` for in-process checks of what the application and the client see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+starlette = pytest.importorskip("starlette")
+fastapi = pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+
+from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.responses import PlainTextResponse, StreamingResponse  # noqa: E402
+from starlette.applications import Starlette  # noqa: E402
+from starlette.middleware.gzip import GZipMiddleware  # noqa: E402
+
+from harlem import pipeline  # noqa: E402
+from harlem.asgi import HarlemMiddleware  # noqa: E402
+from harlem.demo.server import COMPRESSIBLE_TEXT, JSON_BODY  # noqa: E402
+from harlem.exporters.model import ModelHarExporter  # noqa: E402
+from harlem.recorders.asgi import AsgiHarRecorder  # noqa: E402
+from tests.helpers import REPO_ROOT, check_har  # noqa: E402
+
+# --- ASGI servers in a thread (also used by tests/test_httpx_recorder.py) -------------------
+
+
+def _bound_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
+
+
+@contextlib.contextmanager
+def uvicorn_server(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 from a thread; yields the base URL."""
+    sock = _bound_socket()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@contextlib.contextmanager
+def hypercorn_tls_server(app: Any, tmp_path: Path) -> Iterator[Tuple[str, str]]:
+    """Serve ``app`` with hypercorn over TLS (ALPN h2, http/1.1) on 127.0.0.1 from a thread.
+
+    Yields ``(base URL, client SSL context)``; skips when hypercorn, h2 or trustme is missing.
+    """
+    pytest.importorskip("h2", reason="HTTP/2 needs the h2 package")
+    trustme = pytest.importorskip("trustme")
+    hypercorn_asyncio = pytest.importorskip("hypercorn.asyncio",
+                                            reason="an HTTP/2 server needs hypercorn")
+    from hypercorn.config import Config
+
+    ca = trustme.CA()
+    pem = tmp_path / "server.pem"
+    ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    sock = _bound_socket()
+    port = sock.getsockname()[1]
+    config = Config()
+    config.bind = [f"fd://{sock.detach()}"]  # hypercorn owns (and closes) the socket
+    config.certfile = config.keyfile = str(pem)
+    config.loglevel = "WARNING"
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    ready = threading.Event()
+
+    async def run() -> None:
+        ready.set()
+        await hypercorn_asyncio.serve(app, config, shutdown_trigger=stop.wait)
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
+    thread.start()
+    ready.wait(10)
+    url = f"https://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while True:  # hypercorn binds lazily: wait until it answers
+        try:
+            httpx.get(url + "/", verify=client_context, timeout=1)
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "hypercorn did not start"
+            time.sleep(0.05)
+    try:
+        yield url, client_context
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+
+
+# --- applications ---------------------------------------------------------------------------
+
+
+def make_fastapi_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/items/{item}")
+    async def item(item: int, q: str = "") -> Dict[str, Any]:
+        return {"item": item, "q": q}
+
+    @app.post("/echo")
+    async def echo(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(await request.body(), headers={"X-Dup": "1"})
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise ZeroDivisionError("boom")
+
+    @app.get("/stream")
+    async def stream(chunks: int = 3, delay: float = 0.0) -> StreamingResponse:
+        async def parts() -> Any:
+            for index in range(chunks):
+                if index and delay:
+                    await asyncio.sleep(delay)
+                yield bytes([65 + index]) * 100
+
+        return StreamingResponse(parts(), media_type="application/octet-stream")
+
+    @app.get("/compressible")
+    async def compressible() -> PlainTextResponse:
+        return PlainTextResponse(COMPRESSIBLE_TEXT)
+
+    return app
+
+
+async def bare_app(scope: Dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    """A plain ASGI application (no framework): echoes the body; ``/fail`` raises first."""
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    if scope["path"] == "/fail":
+        raise KeyError("no such thing")
+    await send({"type": "http.response.start", "status": 201,
+                "headers": [(b"content-type", b"text/plain"), (b"x-dup", b"a"), (b"x-dup", b"b")]})
+    await send({"type": "http.response.body", "body": b"got:", "more_body": True})
+    await send({"type": "http.response.body", "body": body})
+
+
+# --- recording --------------------------------------------------------------------------------
+
+
+class Recorded:
+    def __init__(self, **options: Any):
+        self.exporter = ModelHarExporter()
+        self.recorder = AsgiHarRecorder(self.exporter, **options)
+
+    @property
+    def entries(self) -> List[Dict[str, Any]]:
+        pipeline.flush()
+        return check_har(self.exporter.to_dict())["log"]["entries"]
+
+    def only_entry(self) -> Dict[str, Any]:
+        entries = self.entries
+        assert len(entries) == 1, [e["request"]["url"] for e in entries]
+        return entries[0]
+
+
+@pytest.fixture
+def record() -> Iterator[Callable[..., Any]]:
+    """``with record(**options) as rec:`` records served requests into ``rec``."""
+    started: List[AsgiHarRecorder] = []
+
+    @contextlib.contextmanager
+    def start(**options: Any) -> Iterator[Recorded]:
+        recorded = Recorded(**options)
+        recorded.recorder.start()
+        started.append(recorded.recorder)
+        try:
+            yield recorded
+        finally:
+            pipeline.flush()
+            recorded.recorder.stop()
+
+    yield start
+    for recorder in started:
+        recorder.stop()
+
+
+def asgi_client(app: Any, raise_app_exceptions: bool = True) -> Any:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+def header(message: Dict[str, Any], name: str) -> List[str]:
+    return [h["value"] for h in message["headers"] if h["name"].lower() == name.lower()]
+
+
+def body_bytes(content: Dict[str, Any]) -> bytes:
+    text = content.get("text", "")
+    return base64.b64decode(text) if content.get("encoding") == "base64" else text.encode("utf-8")
+
+
+def assert_timings_ordered(entry: Dict[str, Any]) -> None:
+    timings = entry["timings"]
+    phases = [timings[k] for k in ("blocked", "dns", "connect", "send", "wait", "receive")]
+    assert entry["time"] == pytest.approx(sum(p for p in phases if p > 0), abs=1e-6)
+    assert timings["dns"] == -1 and timings["connect"] == -1 and timings["ssl"] == -1
+
+
+# --- in process: FastAPI through httpx.ASGITransport -----------------------------------------
+
+
+def test_fastapi_requests_are_recorded_as_incoming_entries(record: Any) -> None:
+    app = make_fastapi_app()
+
+    async def calls() -> Tuple[Any, Any]:
+        async with asgi_client(app) as client:
+            got = await client.get("/items/7?q=a%20b", headers={"X-Trace": "t1"})
+            echoed = await client.post("/echo", content=b"payload \xff", headers={"Content-Type": "application/octet-stream"})
+            return got, echoed
+
+    with record() as rec:
+        got, echoed = run(calls())
+    assert got.json() == {"item": 7, "q": "a b"} and echoed.content == b"payload \xff"
+    first, second = rec.entries
+    assert first["_direction"] == "incoming" and first["_initiator"] == {"type": "other"}
+    request = first["request"]
+    assert request["method"] == "GET" and request["url"] == "http://testserver/items/7?q=a%20b"
+    assert {"name": "q", "value": "a b"} in request["queryString"]
+    assert header(request, "x-trace") == ["t1"] and header(request, "host") == ["testserver"]
+    response = first["response"]
+    assert response["status"] == 200 and response["statusText"] == "OK"
+    assert json.loads(response["content"]["text"]) == {"item": 7, "q": "a b"}
+    assert response["content"]["size"] == len(got.content) == response["bodySize"]
+    assert header(response, "content-type") == ["application/json"]
+    assert first["request"]["httpVersion"] == "HTTP/1.1"
+    assert first["connection"] == "123"  # httpx.ASGITransport's client port
+    assert_timings_ordered(first)
+    assert first["timings"]["send"] == 0  # no request body: whole on arrival
+
+    post = second["request"]
+    assert post["method"] == "POST" and post["bodySize"] == len(b"payload \xff")
+    assert base64.b64decode(post["postData"]["text"]) == b"payload \xff"
+    assert body_bytes(second["response"]["content"]) == b"payload \xff"
+
+
+def test_recording_stops_cleanly_and_nothing_is_recorded_after(record: Any) -> None:
+    original = vars(Starlette)["__call__"]
+    app = make_fastapi_app()
+
+    async def one() -> None:
+        async with asgi_client(app) as client:
+            assert (await client.get("/items/1")).status_code == 200
+
+    with record() as rec:
+        assert vars(Starlette)["__call__"] is not original
+        run(one())
+    assert vars(Starlette)["__call__"] is original
+    run(one())
+    assert len(rec.entries) == 1
+
+
+def test_unhandled_exception_is_the_500_the_client_got_and_still_propagates(record: Any) -> None:
+    app = make_fastapi_app()
+
+    async def boom() -> Any:
+        async with asgi_client(app) as client:
+            return await client.get("/boom")
+
+    with record() as rec:
+        with pytest.raises(ZeroDivisionError, match="boom"):  # Starlette re-raises to the server
+            run(boom())
+    entry = rec.only_entry()
+    response = entry["response"]
+    assert response["status"] == 500 and response["statusText"] == "Internal Server Error"
+    assert body_bytes(response["content"]) == b"Internal Server Error"  # ServerErrorMiddleware's
+    assert response["_error"].startswith("net::ERR_")
+    assert "ZeroDivisionError: boom" in response["comment"]
+
+
+def test_exception_before_any_response_is_recorded_as_500_and_reraised_unchanged(record: Any) -> None:
+    app = HarlemMiddleware(bare_app)
+    raised: List[BaseException] = []
+
+    async def fail() -> None:
+        async with asgi_client(app) as client:
+            try:
+                await client.post("/fail", content=b"x")
+            except KeyError as exc:
+                raised.append(exc)
+
+    with record() as rec:
+        run(fail())
+    assert len(raised) == 1 and raised[0].args == ("no such thing",)
+    response = rec.only_entry()["response"]
+    assert response["status"] == 500 and response["headers"] == []
+    assert response["content"]["size"] == -1  # the server's own 500 body is not seen
+    assert "KeyError" in response["comment"]
+
+
+def test_streamed_response_keeps_its_pace_and_is_recorded_whole(record: Any) -> None:
+    arrivals: List[float] = []
+    data = b""
+    with record() as rec, uvicorn_server(make_fastapi_app()) as url:
+        with httpx.Client() as client:
+            with client.stream("GET", url + "/stream?chunks=4&delay=0.1") as response:
+                for chunk in response.iter_raw():
+                    arrivals.append(time.monotonic())
+                    data += chunk
+    assert data == b"A" * 100 + b"B" * 100 + b"C" * 100 + b"D" * 100
+    assert len(arrivals) == 4 and all(b - a >= 0.08 for a, b in zip(arrivals, arrivals[1:]))
+    entry = rec.only_entry()
+    assert body_bytes(entry["response"]["content"]) == data
+    assert entry["timings"]["receive"] >= 280
+
+
+def test_client_leaving_mid_stream_leaves_an_entry_of_unknown_size(record: Any) -> None:
+    with record() as rec, uvicorn_server(make_fastapi_app()) as url:
+        with httpx.Client() as client:
+            with client.stream("GET", url + "/stream?chunks=50&delay=0.02") as response:
+                assert next(response.iter_raw()) == b"A" * 100
+        deadline = time.monotonic() + 5
+        while not rec.entries and time.monotonic() < deadline:  # the server notices the close
+            time.sleep(0.05)
+    response = rec.only_entry()["response"]
+    assert response["status"] == 200 and response["content"]["size"] == -1
+
+
+def test_app_returning_without_a_response_is_the_servers_500(record: Any) -> None:
+    async def silent(scope: Dict[str, Any], receive: Any, send: Any) -> None:
+        return None
+
+    with record() as rec, uvicorn_server(HarlemMiddleware(silent)) as url:
+        assert httpx.get(url + "/").status_code == 500
+    response = rec.only_entry()["response"]
+    assert response["status"] == 500
+    assert "returned without sending a response" in response["comment"]
+
+
+def test_gzip_middleware_body_is_recorded_decoded_with_its_wire_size(record: Any) -> None:
+    app = make_fastapi_app()
+    app.add_middleware(GZipMiddleware, minimum_size=100)
+
+    async def get() -> Any:
+        async with asgi_client(app) as client:
+            return await client.get("/compressible", headers={"Accept-Encoding": "gzip"})
+
+    with record() as rec:
+        response = run(get())
+    assert response.text == COMPRESSIBLE_TEXT
+    recorded = rec.only_entry()["response"]
+    assert header(recorded, "content-encoding") == ["gzip"]
+    assert recorded["content"]["text"] == COMPRESSIBLE_TEXT
+    assert recorded["content"]["size"] == len(COMPRESSIBLE_TEXT.encode())
+    assert 0 < recorded["bodySize"] < recorded["content"]["size"]
+    assert recorded["content"]["compression"] == recorded["content"]["size"] - recorded["bodySize"]
+
+
+def test_explicit_middleware_in_a_patched_app_records_once(record: Any) -> None:
+    app = make_fastapi_app()
+    app.add_middleware(HarlemMiddleware)
+    inner = Starlette()
+    inner.add_route("/hi", lambda request: PlainTextResponse("hi"))
+    app.mount("/sub", inner)
+
+    async def calls() -> None:
+        async with asgi_client(app) as client:
+            assert (await client.get("/items/3")).status_code == 200
+            assert (await client.get("/sub/hi")).text == "hi"
+
+    with record() as rec:
+        run(calls())
+    urls = [e["request"]["url"] for e in rec.entries]
+    assert urls == ["http://testserver/items/3", "http://testserver/sub/hi"]
+
+
+LATE_IMPORT = """
+import asyncio, sys
+from harlem.exporters.model import ModelHarExporter
+from harlem.recorders.asgi import AsgiHarRecorder
+from harlem import pipeline
+
+exporter = ModelHarExporter()
+with AsgiHarRecorder(exporter):
+    assert "starlette" not in sys.modules, "the recorder imported Starlette itself"
+    import httpx
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    app.get("/late")(lambda: {"late": True})
+
+    async def call():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return (await client.get("/late")).json()
+
+    assert asyncio.run(call()) == {"late": True}
+    pipeline.flush()
+from starlette.applications import Starlette
+assert not hasattr(vars(Starlette)["__call__"], "__wrapped__"), "still patched"
+print(",".join(e["request"]["url"] for e in exporter.entries))
+"""
+
+
+def test_starlette_imported_after_the_recorder_started_is_patched_then(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", LATE_IMPORT], capture_output=True, text=True,
+                          cwd=str(tmp_path), env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "http://t/late"
+
+
+def test_middleware_records_nothing_without_a_recorder() -> None:
+    async def call() -> Any:
+        async with asgi_client(HarlemMiddleware(bare_app)) as client:
+            return await client.post("/x", content=b"1")
+
+    response = run(call())
+    assert response.status_code == 201 and response.content == b"got:1"
+    assert not pipeline.is_recording("asgi")
+
+
+def test_incoming_credentials_are_redacted(record: Any) -> None:
+    app = make_fastapi_app()
+
+    async def call() -> None:
+        async with asgi_client(app) as client:
+            await client.get("/items/1", headers={"Authorization": "Bearer s3cret"})
+
+    with record() as rec:
+        run(call())
+    entry = rec.only_entry()
+    assert header(entry["request"], "authorization") != ["Bearer s3cret"]
+    assert "s3cret" not in json.dumps(entry)
+
+
+def test_large_request_body_past_the_limit_is_sized_by_content_length(record: Any) -> None:
+    app = make_fastapi_app()
+    payload = b"z" * 5000
+
+    async def call() -> None:
+        async with asgi_client(app) as client:
+            assert (await client.post("/echo", content=payload)).content == payload
+
+    with record(max_body_size=1000) as rec:
+        run(call())
+    request = rec.only_entry()["request"]
+    assert request["bodySize"] == 5000 and "postData" not in request
+
+
+# --- over the network: uvicorn and hypercorn in a thread -----------------------------------
+
+
+def test_uvicorn_served_bare_app_with_middleware_names_the_connection(record: Any) -> None:
+    with record() as rec, uvicorn_server(HarlemMiddleware(bare_app)) as url:
+        with httpx.Client() as client:
+            response = client.post(url + "/path%20x?a=1", content=b"hello")
+            client_port = response.extensions["network_stream"].get_extra_info("client_addr")[1]
+    assert response.status_code == 201 and response.content == b"got:hello"
+    entry = rec.only_entry()
+    port = url.rsplit(":", 1)[1]
+    assert entry["request"]["url"] == f"http://127.0.0.1:{port}/path%20x?a=1"
+    assert entry["serverIPAddress"] == "127.0.0.1"
+    assert entry["connection"] == str(client_port)
+    assert entry["response"]["status"] == 201 and entry["response"]["statusText"] == "Created"
+    assert header(entry["response"], "x-dup") == ["a", "b"]
+    assert entry["request"]["postData"]["text"] == "hello"
+    assert body_bytes(entry["response"]["content"]) == b"got:hello"
+    assert_timings_ordered(entry)
+
+
+def test_hypercorn_http2_requests_are_http2_entries(record: Any, tmp_path: Path) -> None:
+    app = make_fastapi_app()
+    with record() as rec, hypercorn_tls_server(app, tmp_path) as (url, context):
+        with httpx.Client(http2=True, verify=context) as client:
+            response = client.get(url + "/items/5")
+        assert response.http_version == "HTTP/2"
+    # (The server's readiness probe is recorded too.)
+    (entry,) = [e for e in rec.entries if e["request"]["url"].endswith("/items/5")]
+    assert entry["request"]["httpVersion"] == entry["response"]["httpVersion"] == "http/2.0"
+    assert entry["request"]["url"] == url + "/items/5"
+    assert json.loads(entry["response"]["content"]["text"]) == {"item": 5, "q": ""}
+
+
+def test_outgoing_calls_made_by_the_app_land_in_the_same_har(server: Any, tmp_path: Path) -> None:
+    from harlem.recorders.httpx import HttpxHarRecorder
+
+    app = FastAPI()
+
+    @app.get("/proxy")
+    async def proxy() -> Any:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(server.url + "/json")).json()
+
+    exporter = ModelHarExporter()
+    with AsgiHarRecorder(exporter), HttpxHarRecorder(exporter):
+        async def call() -> Any:
+            async with asgi_client(app) as client:
+                return (await client.get("/proxy")).json()
+
+        assert run(call()) == JSON_BODY
+    pipeline.flush()
+    entries = check_har(exporter.to_dict())["log"]["entries"]
+    directions = {(e["_direction"], e["request"]["url"].split("/", 3)[3]) for e in entries}
+    assert ("incoming", "proxy") in directions and ("outgoing", "json") in directions
+    # The httpx.ASGITransport call that drove the app is an outgoing httpx request too.
+    assert ("outgoing", "proxy") in directions
+
+
+# --- a real uvicorn process under the agent ----------------------------------------------------
+
+APP_SOURCE = '''
+import asyncio, os
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse, StreamingResponse
+
+app = FastAPI()
+
+@app.get("/items/{item}")
+async def item(item: int, q: str = ""):
+    return {"item": item, "q": q}
+
+@app.post("/echo")
+async def echo(request: Request):
+    return PlainTextResponse(await request.body())
+
+@app.get("/boom")
+async def boom():
+    raise ZeroDivisionError("boom")
+
+@app.get("/stream")
+async def stream():
+    async def parts():
+        for index in range(3):
+            yield b"%d" % index * 50
+            await asyncio.sleep(0.05)
+    return StreamingResponse(parts(), media_type="text/plain")
+
+@app.get("/outgoing")
+async def outgoing():
+    async with httpx.AsyncClient() as client:
+        return (await client.get(os.environ["UPSTREAM"] + "/json")).json()
+'''
+
+
+def _launchers(out: Path, fd: int) -> Dict[str, Tuple[List[str], Dict[str, str]]]:
+    serve = [sys.executable, "-m", "uvicorn", "app:app", "--fd", str(fd), "--log-level", "warning"]
+    path = os.pathsep.join([str(REPO_ROOT / "harlem_bootstrap"), str(REPO_ROOT)])
+    return {
+        "harlem-run": ([sys.executable, "-m", "harlem.cli.run", "-o", str(out), "--", *serve],
+                       {"PYTHONPATH": str(REPO_ROOT)}),
+        "HARLEM_OUTPUT": (serve, {"PYTHONPATH": path, "HARLEM_OUTPUT": str(out)}),
+    }
+
+
+def _get(url: str, data: Optional[bytes] = None) -> Tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=10) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@pytest.mark.parametrize("launcher", ["harlem-run", "HARLEM_OUTPUT"])
+def test_uvicorn_process_under_the_agent(launcher: str, server: Any, tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(textwrap.dedent(APP_SOURCE))
+    out = tmp_path / "service.har"
+    sock = _bound_socket()
+    command, extra = _launchers(out, sock.fileno())[launcher]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HARLEM_")}
+    env.update(extra, UPSTREAM=server.url)
+    process = subprocess.Popen(command, cwd=str(tmp_path), env=env, pass_fds=(sock.fileno(),),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()  # the server process holds its own copy
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert _get(base + "/items/1?q=x") == (200, b'{"item":1,"q":"x"}')
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.1)
+        assert _get(base + "/echo", data=b"posted body") == (200, b"posted body")
+        assert _get(base + "/boom") == (500, b"Internal Server Error")
+        assert _get(base + "/stream") == (200, b"0" * 50 + b"1" * 50 + b"2" * 50)
+        assert json.loads(_get(base + "/outgoing")[1]) == JSON_BODY
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+    # uvicorn shuts down gracefully, then (0.29+) dies of the signal it caught, as it should.
+    assert process.returncode in (0, -signal.SIGTERM), stderr.decode()
+    assert b"harlem: warning" not in stderr, stderr.decode()
+
+    entries = check_har(out)["log"]["entries"]
+    served = [e for e in entries if e["_direction"] == "incoming"]
+    by_path = {e["request"]["url"][len(base):]: e for e in served}
+    assert list(by_path) == ["/items/1?q=x", "/echo", "/boom", "/stream", "/outgoing"]
+    for entry in served:
+        assert entry["serverIPAddress"] == "127.0.0.1" and int(entry["connection"]) > 0
+        assert entry["request"]["httpVersion"] == "HTTP/1.1"
+        assert header(entry["request"], "user-agent")[0].startswith("Python-urllib")
+        assert_timings_ordered(entry)
+    assert by_path["/items/1?q=x"]["response"]["content"]["text"] == '{"item":1,"q":"x"}'
+    assert by_path["/echo"]["request"]["postData"]["text"] == "posted body"
+    boom = by_path["/boom"]["response"]
+    assert boom["status"] == 500 and "ZeroDivisionError: boom" in boom["comment"]
+    assert by_path["/stream"]["response"]["content"]["size"] == 150
+    assert by_path["/stream"]["timings"]["receive"] >= 90
+    upstream = [e for e in entries if e["_direction"] == "outgoing"]
+    assert [e["request"]["url"] for e in upstream] == [server.url + "/json"]
+    assert json.loads(upstream[0]["response"]["content"]["text"]) == JSON_BODY
+    # The outgoing call happened while /outgoing was being served, inside its time span.
+    outer = by_path["/outgoing"]
+    assert outer["startedDateTime"] <= upstream[0]["startedDateTime"]
+
