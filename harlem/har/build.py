@@ -142,9 +142,11 @@ def _request(ex: Exchange, settings: Settings, rules: Optional[Rules], version: 
         sent = urlsplit(sent_url)
         target = (sent.path or "/") + ("?" + sent.query if sent.query else "")
         request["headersSize"] = _byte_len(f"{method} {target} {version}") + 2 + lines_size + 2
-    if body:
+    # With bodies off, recorders may not keep the bytes: a sent body still gets its postData
+    # (empty, marked not recorded), whatever library sent it.
+    if body or (not settings.bodies and request["bodySize"] > 0):
         content_type = found.get("content-type")
-        request["postData"] = post_data(body, content_type[0] if content_type else None,
+        request["postData"] = post_data(body or b"", content_type[0] if content_type else None,
                                         settings.bodies, settings.max_body_size, rules)
     return request
 

@@ -390,10 +390,14 @@ def _request_sent(exchange: Exchange, connection: Any) -> None:
     sock = getattr(connection, "sock", None)
     if sock is None:
         return
-    peer = sock.getpeername()
+    try:
+        peer = sock.getpeername()
+        local = sock.getsockname()
+    except OSError:  # reset before the request was fully sent: the addresses are gone
+        return
     if isinstance(peer, tuple):  # (host, port) or IPv6's (host, port, flowinfo, scope_id)
         exchange.server_ip, exchange.server_port = str(peer[0]), int(peer[1])
-        exchange.local_port = int(sock.getsockname()[1])
+        exchange.local_port = int(local[1])
 
 
 # --- the body: urllib3.response.HTTPResponse ------------------------------------------------
