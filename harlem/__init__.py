@@ -19,6 +19,7 @@ _EXPORTS = {
     "record_to_logger": "harlem.record",
     "page": "harlem.record",
     "to_har_model": "harlem.record",
+    "flush": "harlem.pipeline",
     "Recording": "harlem.recording",
     "Settings": "harlem.settings",
     "SettingsError": "harlem.settings",

@@ -21,9 +21,14 @@ now = time.perf_counter
 
 Header = Tuple[str, str]
 
-# Folders whose frames never appear in ``_initiator``: harlem itself, wrapt, and the HTTP
+# Files whose frames never appear in ``_initiator``: harlem's machinery, wrapt, and the HTTP
 # libraries (each recorder registers its own), so that the first frame is the user's call site.
-_HIDDEN_PREFIXES: List[str] = [os.path.dirname(os.path.abspath(__file__)) + os.sep]
+# harlem's demo is user code as far as recording goes, so it stays visible.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_HIDDEN_PREFIXES: List[str] = [
+    os.path.join(_HERE, name) + (os.sep if os.path.isdir(os.path.join(_HERE, name)) else "")
+    for name in os.listdir(_HERE) if name not in ("demo", "__pycache__")
+]
 _hidden_tuple: Tuple[str, ...] = tuple(_HIDDEN_PREFIXES)
 MAX_FRAMES = 30
 

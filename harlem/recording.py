@@ -56,6 +56,8 @@ class Recording:
         self._tally = _Tally(exporter)
         self.recorders: List[HarRecorder] = []
         self._pid = os.getpid()
+        #: True when the final export failed (warned on stderr, never raised).
+        self.export_failed = False
 
     @property
     def entry_count(self) -> int:
@@ -86,9 +88,15 @@ class Recording:
                 recorder.receiving = False
             self.recorders.clear()
             return
-        while self.recorders:
-            self.recorders.pop().stop()
-        self._tally.stop()
+        try:
+            while self.recorders:
+                self.recorders.pop().stop()
+            self._tally.stop()
+        except Exception as exc:  # a full disk or a vanished folder must not break the program
+            from ._warn import warn_once
+
+            warn_once("export", f"could not export the HAR recording of {self.exporter!r}", exc)
+            self.export_failed = True
 
     def __enter__(self) -> "Recording":
         return self.start()

@@ -167,11 +167,12 @@ class Option:
     """
 
     __slots__ = ("name", "parse", "default", "help", "short", "negative_flag", "repeatable",
-                 "metavar")
+                 "metavar", "off_help")
 
     def __init__(self, name: str, parse: Callable[[Any], Any], default: Any, help: str,
                  short: Optional[str] = None, negative_flag: bool = False,
-                 repeatable: bool = False, metavar: Optional[str] = None):
+                 repeatable: bool = False, metavar: Optional[str] = None,
+                 off_help: Optional[str] = None):
         self.name = name
         self.parse = parse
         self.default = default
@@ -180,6 +181,8 @@ class Option:
         self.negative_flag = negative_flag
         self.repeatable = repeatable
         self.metavar = metavar
+        #: The CLI help of a ``--no-<name>`` switch, which says what turning it off does.
+        self.off_help = off_help or help
 
     @property
     def flag(self) -> str:
@@ -212,7 +215,7 @@ OPTIONS: "Tuple[Option, ...]" = (
            + ",".join(KNOWN_RECORDERS), metavar="NAMES"),
     Option("redact", _bool, True,
            "replace credentials (Authorization, cookies, API keys, URL passwords) by a marker",
-           negative_flag=True),
+           negative_flag=True, off_help="keep credentials in clear text (redaction is on by default)"),
     Option("redact_header", _names, (), "also redact this header's value (repeatable)",
            repeatable=True, metavar="NAME"),
     Option("redact_query", _names, (), "also redact this query parameter's value (repeatable)",
@@ -227,7 +230,7 @@ OPTIONS: "Tuple[Option, ...]" = (
            "keep at most this many bytes of each body; sizes stay true (default 10MiB)",
            metavar="SIZE"),
     Option("bodies", _bool, True, "record bodies (off: headers and timings only)",
-           negative_flag=True),
+           negative_flag=True, off_help="record no bodies, only headers and timings"),
     Option("quiet", _bool, False, "print no summary line on stderr", short="-q"),
     Option("join_timeout", _seconds, 10.0,
            "seconds to wait for a background exporter to finish at exit", metavar="N"),
@@ -313,9 +316,13 @@ class Settings:
         return cls._build(values, lambda o: o.env)
 
     @classmethod
-    def from_args(cls, namespace: Any) -> "Settings":
-        """An ``argparse`` namespace filled by :func:`add_arguments`."""
-        values = {}
+    def from_args(cls, namespace: Any, base: "Optional[Settings]" = None) -> "Settings":
+        """An ``argparse`` namespace filled by :func:`add_arguments`.
+
+        Options not given on the command line keep their value in ``base`` (the CLI passes
+        :meth:`from_env`, so ``HARLEM_INDENT=2 harlem ...`` works and a flag overrides it).
+        """
+        values = {o.name: getattr(base, o.name) for o in OPTIONS} if base is not None else {}
         for option in OPTIONS:
             raw = getattr(namespace, option.name, None)
             if raw is None:
@@ -334,7 +341,8 @@ class Settings:
         ):
             option = _BY_NAME["retention_seconds"]
             raise SettingsError(spell(option), values["retention_seconds"],
-                                "needs live recording: add live or interval_seconds")
+                                f"needs live recording: add {spell(_BY_NAME['live'])} or "
+                                f"{spell(_BY_NAME['interval_seconds'])}")
         return cls(**values)
 
     def replace(self, **changes: Any) -> "Settings":
@@ -387,13 +395,13 @@ def add_arguments(parser: Any, names: Optional[Iterable[str]] = None, positional
         spellings = [option.flag] + ([option.short] if option.short else [])
         if option.is_switch and option.negative_flag:
             parser.add_argument("--no-" + option.flag[2:], dest=option.name, action="store_const",
-                                const="0", default=None, help=option.help)
+                                const="0", default=None, help=f"{option.off_help} [env {option.env}=0]")
         elif option.is_switch:
             parser.add_argument(*spellings, dest=option.name, action="store_const", const="1",
-                                default=None, help=option.help)
+                                default=None, help=f"{option.help} [env {option.env}=1]")
         elif option.repeatable:
             parser.add_argument(*spellings, dest=option.name, action="append", default=None,
-                                metavar=option.metavar, help=option.help)
+                                metavar=option.metavar, help=f"{option.help} [env {option.env}]")
         else:
             parser.add_argument(*spellings, dest=option.name, default=None,
                                 metavar=option.metavar, help=f"{option.help} [env {option.env}]")
@@ -404,5 +412,5 @@ def options_table() -> List[Tuple[str, str, str, str]]:
     rows = []
     for option in OPTIONS:
         flag = ("--no-" + option.flag[2:]) if option.negative_flag else option.flag
-        rows.append((option.name, flag, option.env, option.help))
+        rows.append((option.name, flag, option.env, option.off_help if option.negative_flag else option.help))
     return rows

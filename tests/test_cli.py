@@ -151,3 +151,23 @@ def test_repair_reports_a_file_it_cannot_fix(tmp_path):
     (tmp_path / "bad.har").write_text("not a har at all")
     result = run_harlem(tmp_path, "repair", "bad.har")
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_harlem_variables_are_defaults_that_flags_override(tmp_path, server):
+    (tmp_path / "prog.py").write_text(textwrap.dedent(PROGRAM))
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TARGET_URL=server.url, HARLEM_INDENT="2")
+    run = lambda *extra: subprocess.run([sys.executable, "-m", "harlem", "prog:fetch", "out.har", *extra],
+                                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert run().returncode == 0
+    assert (tmp_path / "out.har").read_text().startswith('{\n  "log"')
+    assert run("--indent", "0").returncode == 0
+    assert (tmp_path / "out.har").read_text().startswith('{"log"')
+    env["HARLEM_INDENT"] = "wide"
+    bad = run()
+    assert bad.returncode == 2 and "HARLEM_INDENT: invalid value 'wide'" in bad.stderr
+
+
+def test_redaction_off_is_noted_once(tmp_path, server):
+    result = run_harlem(tmp_path, "prog:fetch", "out.har", "--no-redact", server_url=server.url)
+    assert result.returncode == 0
+    assert result.stderr.count("redaction is off") == 1

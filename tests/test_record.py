@@ -110,3 +110,57 @@ def test_recording_changes_nothing_the_program_sees(tmp_path, server):
     with record_to_file(tmp_path / "out.har"):
         recorded = observe()
     assert plain == recorded
+
+
+def test_a_recorder_whose_exporter_cannot_start_leaves_the_library_untouched(tmp_path):
+    import requests.adapters
+
+    from harlem import FileHarExporter
+
+    original = requests.adapters.HTTPAdapter.__dict__["send"]
+    exporter = FileHarExporter(tmp_path / "missing" / "out.har")
+    with pytest.raises(OSError):
+        RequestsHarRecorder(exporter).start()
+    assert requests.adapters.HTTPAdapter.__dict__["send"] is original
+    assert not exporter.started
+
+
+def test_restarting_a_live_recording_keeps_its_earlier_entries(tmp_path, server):
+    from harlem import LiveFileHarExporter
+
+    path = tmp_path / "live.har"
+    recorder = RequestsHarRecorder(LiveFileHarExporter(path))
+    with recorder:
+        requests.get(server.url + "/json?first")
+    with recorder:
+        requests.get(server.url + "/json?second")
+    assert [e["request"]["url"][-6:] for e in check_har(path)["log"]["entries"]] == ["?first", "second"]
+
+
+def test_an_export_that_fails_at_the_end_warns_and_lets_the_program_go_on(tmp_path, server, capfd):
+    import shutil
+
+    folder = tmp_path / "vanishing"
+    folder.mkdir()
+    with record_to_file(folder / "out.har") as recording:
+        requests.get(server.url + "/json")
+        shutil.rmtree(folder)
+    assert recording.export_failed
+    assert capfd.readouterr().err.count("harlem: warning: could not export") == 1
+
+
+def test_record_to_logger_refuses_a_process_it_could_not_log_from():
+    with pytest.raises(ValueError, match="in_background='thread'"):
+        with record_to_logger(in_background="process"):
+            pass
+
+
+def test_the_demo_shows_its_own_call_sites_in_the_initiator(server):
+    from harlem.demo import app
+
+    exporter = ModelHarExporter()
+    with RequestsHarRecorder(exporter):
+        app._with_requests(server.url)
+    frames = exporter.entries[0]["_initiator"]["stack"]["callFrames"]
+    assert frames[0]["url"].endswith("harlem/demo/app.py")
+    assert frames[0]["functionName"] == "_with_requests"

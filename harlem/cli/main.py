@@ -88,7 +88,7 @@ def run(args: Any) -> Any:
     from ..recording import Recording, file_exporter
 
     try:
-        settings = Settings.from_args(args).replace(output=args.output)
+        settings = Settings.from_args(args, base=Settings.from_env()).replace(output=args.output)
     except SettingsError as exc:
         return fail(PROG, str(exc))
     try:
@@ -117,7 +117,8 @@ def run(args: Any) -> Any:
         recording.stop()
         if not settings.quiet:
             sys.stderr.write(recording.summary(settings.output) + "\n")
-    return result
+    # An int is the exit code, as with console scripts; any other return value means success.
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 async def _await(awaitable: Any) -> Any:

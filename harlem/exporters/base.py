@@ -34,9 +34,9 @@ class HarExporter:
 
     def start(self) -> "HarExporter":
         with self._lifecycle:
+            if self._users == 0:
+                self.on_start()  # if this raises, the exporter stays stopped
             self._users += 1
-            if self._users == 1:
-                self.on_start()
         return self
 
     def stop(self) -> None:

@@ -30,9 +30,8 @@ class Layout:
     first_separator = b"\n"
     separator = b",\n"
 
-    def __init__(self, indent: Optional[int] = None, comment: Optional[str] = None):
+    def __init__(self, indent: Optional[int] = None):
         self.indent = indent or None
-        self.comment = comment
         self._pad = " " * (3 * self.indent) if self.indent else ""
         self._created = time.time()
         self.tail = self._split([])[1]
@@ -47,10 +46,8 @@ class Layout:
         return self._split(pages)[0]
 
     def _split(self, pages: List[Dict[str, Any]]) -> "tuple[bytes, bytes]":
-        log: Dict[str, Any] = {"version": "1.2", "creator": creator(), "pages": pages}
-        if self.comment:
-            log["comment"] = self.comment
-        log["entries"] = [_PLACEHOLDER]
+        log: Dict[str, Any] = {"version": "1.2", "creator": creator(), "pages": pages,
+                               "entries": [_PLACEHOLDER]}
         text = self._dumps({"log": log})
         marker = b'"' + _PLACEHOLDER.encode() + b'"'
         at = text.index(marker)

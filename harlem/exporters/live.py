@@ -78,7 +78,11 @@ class LiveFileHarExporter(HarExporter):
 
     def on_start(self) -> None:
         check_writable(self.path)
-        self._rewrite([])
+        if self._index and os.path.isfile(self.path):  # restarted: continue the same recording
+            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            self._rewrite(self._index)
+        else:
+            self._rewrite([])
         if self.interval_seconds and self.hard_interval:
             self._stopping.clear()
             self._timer = threading.Thread(target=self._tick, name="harlem-live", daemon=True)

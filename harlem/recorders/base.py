@@ -56,12 +56,16 @@ class HarRecorder:
     def start(self) -> "HarRecorder":
         if self.receiving:
             return self
+        self.exporter.start()  # first: if it cannot start, the library stays untouched
         cls = type(self)
-        with _patch_lock:
-            if _users_of(cls) == 0:
-                cls._instrument()
-            _add_user(cls, 1)
-        self.exporter.start()
+        try:
+            with _patch_lock:
+                if _users_of(cls) == 0:
+                    cls._instrument()
+                _add_user(cls, 1)
+        except BaseException:
+            self.exporter.stop()
+            raise
         self.receiving = True
         pipeline.attach(self)
         return self
