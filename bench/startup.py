@@ -1,0 +1,102 @@
+"""What the agent costs a program's start-up: medians of interleaved runs, against the goals.
+
+    python bench/startup.py                      # builds two fresh venvs (needs the index)
+    python bench/startup.py --python H --plain-python P [--runs 20]
+
+``H`` is an interpreter with harlem installed (so its ``harlem.pth`` is in site-packages) and
+``requests``; ``P`` the same Python with ``requests`` but without harlem. Fresh venvs matter: an
+interpreter whose site-packages pre-imports modules (``re``, ``typing``...) hides their cost.
+
+Each round runs every case once, in turn, so that a busy machine slows them all alike; the
+first round is a warm-up and is not counted. Times are wall-clock, exit included (the agent
+writes the HAR file at exit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+REPO = Path(__file__).resolve().parents[1]
+#: (name, interpreter key, code, agent on, the case it compares with, goal: ms over that case).
+#: An installed but inactive harlem has no goal of its own: it should be lost in the noise.
+CASES: List[Tuple[str, str, str, bool, Optional[str], Optional[float]]] = [
+    ("python -c pass, plain", "plain", "pass", False, None, None),
+    ("  harlem installed, inactive", "harlem", "pass", False, "python -c pass, plain", None),
+    ("  HARLEM_OUTPUT set", "harlem", "pass", True, "python -c pass, plain", 15.0),
+    ("import requests, plain", "plain", "import requests", False, None, None),
+    ("  harlem installed, inactive", "harlem", "import requests", False, "import requests, plain",
+     None),
+    ("  under the agent", "harlem", "import requests", True, "import requests, plain", 25.0),
+]
+
+
+def make_venv(folder: Path, packages: List[str]) -> str:
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+    python = str(folder / "bin" / "python")
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    *packages], check=True)
+    return python
+
+
+def measure(pythons: Dict[str, str], output: str, runs: int) -> List[float]:
+    """The median of each case, in milliseconds, in the order of :data:`CASES`."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("HARLEM_", "PYTHON"))}
+    active = dict(base, HARLEM_OUTPUT=output)
+    times: List[List[float]] = [[] for _ in CASES]
+    for round_number in range(runs + 1):
+        for samples, (_, key, code, agent, _, _) in zip(times, CASES):
+            started = time.perf_counter()
+            subprocess.run([pythons[key], "-c", code], env=active if agent else base, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if round_number:  # round 0 warms the caches up
+                samples.append(time.perf_counter() - started)
+    return [statistics.median(samples) * 1000 for samples in times]
+
+
+def report(medians: List[float], pythons: Dict[str, str]) -> None:
+    references = {case[0]: value for case, value in zip(CASES, medians) if case[4] is None}
+    print(f"{'case':34} {'median':>9} {'delta':>10} {'ratio':>6}   goal")
+    for (name, _, _, _, against, goal), value in zip(CASES, medians):
+        if against is None:
+            print(f"{name:34} {value:6.1f} ms")
+            continue
+        delta = value - references[against]
+        if goal is None:
+            aim = "~0 (noise)"
+        else:
+            aim = f"<= +{goal:g} ms: " + ("ok" if delta <= goal else "OVER")
+        ratio = value / references[against]
+        print(f"{name:34} {value:6.1f} ms {delta:+7.1f} ms {ratio:5.2f}x   {aim}")
+    code = ("import sys, wrapt, requests; print('python', sys.version.split()[0], 'wrapt', "
+            "wrapt.__version__, 'requests', requests.__version__)")
+    versions = subprocess.run([pythons["harlem"], "-c", code], capture_output=True, text=True,
+                              check=False).stdout.strip()
+    print(f"\n{versions}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--python", help="an interpreter with harlem and requests installed")
+    parser.add_argument("--plain-python", help="the same Python with requests, without harlem")
+    parser.add_argument("--runs", type=int, default=20, help="rounds counted (default 20)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="harlem-bench-") as folder:
+        work = Path(folder)
+        pythons = {
+            "harlem": args.python or make_venv(work / "harlem", [str(REPO), "requests"]),
+            "plain": args.plain_python or make_venv(work / "plain", ["requests"]),
+        }
+        report(measure(pythons, str(work / "out.har"), args.runs), pythons)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

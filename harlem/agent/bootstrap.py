@@ -1,0 +1,236 @@
+"""Activation: turn a program's start into a recording without touching its code.
+
+:func:`activate` runs during the interpreter's start-up, from ``harlem_bootstrap/sitecustomize.py``
+(``harlem-run`` puts that folder first on ``PYTHONPATH``) or from ``harlem.pth`` (installed into
+site-packages; it acts only when ``HARLEM_OUTPUT`` is set). Every program pays for it, so it does
+little and imports next to nothing: it reads the settings, then installs a post-import finder for
+the HTTP libraries, an ``atexit`` handler, SIGTERM/SIGHUP handlers and an ``os._exit`` wrapper.
+The recording itself (exporter, recorders, wrapt) is created when the program first imports an
+HTTP library, or at exit when it imported none (the HAR file is then empty but valid).
+
+The first process to activate is the *top* process: it writes the HAR file, and tells its
+descendants so through ``HARLEM_TOP_PID``. Every other process (a subprocess, a multiprocessing
+worker, a forked copy) writes a part file that the top merges at its exit: see
+:mod:`harlem.agent.children`.
+"""
+
+import _thread
+import atexit
+import os
+import sys
+
+TYPE_CHECKING = False  # typing costs start-up time; type checkers read the block below
+if TYPE_CHECKING:
+    from typing import Any, Dict, NoReturn, Optional, Tuple
+
+    from ..recording import Recording
+    from ..settings import Settings
+
+__all__ = ["activate", "active_agent", "parts_folder", "TOP_PID_VARIABLE", "OUTPUT_VARIABLE"]
+
+#: Set by the top process for its descendants: the pid that writes the HAR file.
+TOP_PID_VARIABLE = "HARLEM_TOP_PID"
+OUTPUT_VARIABLE = "HARLEM_OUTPUT"
+
+#: Beside the output, the folder where the processes other than the top write their parts.
+PARTS_SUFFIX = ".parts"
+
+#: Recorders whose library is not the module of the same name: recorder name -> trigger modules.
+#: The others are triggered by the module named like the recorder (``requests``, ``aiohttp``...).
+TRIGGER_MODULES = {"asgi": ("starlette", "fastapi")}
+
+_activated = False
+_agent: "Optional[Agent]" = None
+_real_exit = os._exit
+
+
+class Agent:
+    """One process's recording, created lazily and finished once, whatever the ending."""
+
+    def __init__(self, settings: "Settings", output: str, top_pid: int) -> None:
+        self.settings = settings
+        self.output = output  # absolute, as settings.output
+        self.top_pid = top_pid
+        self.lock = _thread.RLock()
+        self.recording: "Optional[Recording]" = None
+        self.finished_in = 0  # the pid that finished (a forked child starts unfinished)
+        self.finishing = 0  # the thread exporting right now
+        self.pending_signal = 0  # a signal that arrived during that export
+        names = settings.recorders or _known_recorders()
+        self.triggers: "Dict[str, str]" = {
+            module: name for name in names for module in TRIGGER_MODULES.get(name, (name,))}
+
+    @property
+    def is_top(self) -> bool:
+        return os.getpid() == self.top_pid
+
+    def library_imported(self, module: str) -> None:
+        """The post-import callback: record the library that ``module`` belongs to."""
+        name = self.triggers[module]
+        try:
+            from ..recorders import RECORDERS, recorder_class
+
+            if name not in RECORDERS:  # no recorder for it in this version of harlem
+                return
+            cls = recorder_class(name)
+            with self.lock:
+                if self.finished_in != os.getpid():
+                    self._recording().start_library(cls)
+        except Exception as exc:
+            _warn(f"agent-{name}", f"not recording {name}", exc)
+
+    def _recording(self) -> "Recording":
+        if self.recording is None:
+            from .children import new_recording
+
+            self.recording = new_recording(self.settings, self.is_top)
+        return self.recording
+
+    def finish(self) -> None:
+        """Export what this process recorded: the HAR file (top) or the part (child). Once."""
+        with self.lock:
+            if self.finished_in == os.getpid():
+                return
+            self.finished_in = os.getpid()
+            self.finishing = _thread.get_ident()
+            try:
+                counts = None
+                if self.recording is not None or (self.is_top and os.path.isdir(
+                        parts_folder(self.output))):
+                    from .children import finish
+
+                    counts = finish(self.recording, self.settings, self.is_top)
+                if self.is_top:
+                    self._last_words(counts)
+            except Exception as exc:
+                _warn("agent-finish", f"could not write {self.output}", exc)
+            finally:
+                self.finishing = 0
+        if self.pending_signal:
+            from .signals import die
+
+            die(self.pending_signal)
+
+    def finish_on_signal(self, signum: int) -> bool:
+        """SIGTERM or SIGHUP: export, then (True) let the signal end the process.
+
+        A signal that interrupts this thread's own export (a worker already on its way out
+        through ``os._exit`` when its pool terminates it) is re-raised once the export is done.
+        """
+        if self.finishing == _thread.get_ident():
+            self.pending_signal = signum
+            return False
+        self.finish()
+        return True
+
+    def _last_words(self, counts: "Optional[Tuple[int, int]]") -> None:
+        """The top's summary line; first an empty HAR if nothing was recorded nor merged.
+
+        Without an HTTP library, nothing heavy is imported, at exit either.
+        """
+        from .ending import summary_line, write_empty_har
+
+        if counts is None:
+            write_empty_har(self.output, self.settings.indent)
+            counts = (0, 0)
+        if not self.settings.quiet:
+            sys.stderr.write(summary_line(*counts, self.output) + "\n")
+            sys.stderr.flush()
+
+    def after_fork_in_child(self) -> None:
+        """A forked child records its own traffic, into its own part, from the same libraries.
+
+        Runs after :mod:`harlem.pipeline` dropped the parent's listeners and backlog.
+        """
+        self.lock = _thread.RLock()
+        self.finished_in = self.finishing = self.pending_signal = 0
+        inherited, self.recording = self.recording, None
+        if inherited is None:
+            return
+        libraries = [type(recorder) for recorder in inherited.recorders]
+        inherited.stop()  # in a forked child this only lets go: the parent owns that file
+        try:
+            for cls in libraries:
+                self._recording().start_library(cls)
+        except Exception as exc:
+            _warn("agent-fork", "not recording this forked process", exc)
+
+
+def activate() -> None:
+    """Start the agent in this process, at most once; never raises.
+
+    Does nothing when ``HARLEM_OUTPUT`` is unset. Any failure (a bad ``HARLEM_*`` value, for
+    example) is one ``harlem: warning:`` line on stderr and the program runs unrecorded.
+    """
+    global _activated, _agent
+    if _activated:
+        return
+    _activated = True
+    try:
+        _agent = _start(os.environ)
+    except Exception as exc:
+        _warn("agent", "not recording", exc)
+
+
+def parts_folder(output: str) -> str:
+    """Where the processes recording into ``output`` write their parts."""
+    return output + PARTS_SUFFIX
+
+
+def active_agent() -> "Optional[Agent]":
+    """This process's agent, or None when the agent is not recording."""
+    return _agent
+
+
+def _start(environ: "Any") -> "Optional[Agent]":
+    if not environ.get(OUTPUT_VARIABLE):
+        return None
+    from ..settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env(environ)
+    except SettingsError as exc:
+        _warn("agent", f"not recording: {exc}")
+        return None
+    if settings.output is None:
+        return None
+    output = os.path.abspath(settings.output)
+    try:
+        top_pid = int(environ.get(TOP_PID_VARIABLE) or 0)
+    except ValueError:
+        top_pid = 0
+    if top_pid <= 0:  # the first process: descendants write parts beside our output
+        top_pid = os.getpid()
+        environ[TOP_PID_VARIABLE] = str(top_pid)
+        environ[OUTPUT_VARIABLE] = output
+    agent = Agent(settings.replace(output=output), output, top_pid)
+    from . import hooks, signals
+
+    atexit.register(agent.finish)
+    os._exit = _exit
+    try:
+        signals.install(agent.finish_on_signal)
+    except ValueError:  # activated from a thread: signals can only be handled in the main one
+        pass
+    hooks.install(agent.triggers, agent.library_imported)
+    return agent
+
+
+def _exit(status: int) -> "NoReturn":
+    """``os._exit`` (multiprocessing's way out of a child, among others), after the export."""
+    agent = _agent
+    if agent is not None:
+        agent.finish()
+    _real_exit(status)
+
+
+def _known_recorders() -> "tuple":
+    from ..settings import KNOWN_RECORDERS
+
+    return KNOWN_RECORDERS
+
+
+def _warn(key: str, message: str, exc: "Optional[BaseException]" = None) -> None:
+    from .._warn import warn_once
+
+    warn_once(key, message, exc)

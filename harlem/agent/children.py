@@ -1,0 +1,205 @@
+"""Recording across processes: the top process writes the HAR file, the others write parts.
+
+Layout, for ``HARLEM_OUTPUT=/path/out.har``::
+
+    /path/out.har                 the HAR file, written by the top process at its exit
+    /path/out.har.parts/          one part per other process (mode 0700, removed when empty)
+        <pid>.live.har            a running child's part: a valid HAR after every entry
+        <pid>.har                 a finished child's part (renamed when the child exits)
+        <pid>-<n>.har             the same, when an earlier process had the same pid
+
+A child writes a part only once it has recorded an entry, through
+:class:`~harlem.exporters.live.LiveFileHarExporter`, so a child that ends through ``os._exit``,
+a signal or even SIGKILL loses nothing that was written. At its exit, the top process merges
+into the HAR file every finished part and every live part whose process is gone, then deletes
+them. Parts of children that outlive the top process stay; ``harlem merge -o out.har out.har
+out.har.parts/*.har`` adds them later. Entries carry ``_pid``, the process that made them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Dict, List, Optional, Tuple
+
+from .. import pipeline  # its fork hook must run before ours (registered at the end)
+from .._warn import warn_once
+from ..exporters.base import HarExporter
+from ..exporters.live import LiveFileHarExporter
+from ..recording import Recording, file_exporter
+from ..settings import Settings
+from . import bootstrap
+from .bootstrap import parts_folder
+
+__all__ = ["PartExporter", "new_recording", "finish", "merge_parts", "parts_folder"]
+
+LIVE_SUFFIX = ".live.har"
+DONE_SUFFIX = ".har"
+_PART_NAME = re.compile(r"(\d+)(?:-\d+)?(\.live)?\.har")
+
+
+class PartExporter(HarExporter):
+    """A child process's part: a live HAR file opened at the first entry, renamed when done."""
+
+    def __init__(self, folder: str):
+        super().__init__()
+        self.folder = folder
+        self.pages: List[Dict[str, Any]] = []
+        self.path: Optional[str] = None
+        self._stem = ""
+        self._live: Optional[LiveFileHarExporter] = None
+
+    def add_page(self, page: Dict[str, Any]) -> None:
+        with self._lock:
+            if self._live is None:
+                self.pages.append(dict(page))
+            else:
+                self._live.add_page(page)
+
+    def add_entry(self, entry: Dict[str, Any]) -> None:
+        with self._lock:
+            (self._live or self._open()).add_entry(entry)
+
+    def _open(self) -> LiveFileHarExporter:
+        os.makedirs(self.folder, mode=0o700, exist_ok=True)
+        self._stem = _free_stem(self.folder, os.getpid())
+        self.path = os.path.join(self.folder, self._stem + LIVE_SUFFIX)
+        live = LiveFileHarExporter(self.path)
+        live.pages = self.pages
+        live.start()
+        self._live = live
+        return live
+
+    def on_stop(self) -> None:
+        if self._live is None:
+            return
+        self._live.stop()
+        done = os.path.join(self.folder, self._stem + DONE_SUFFIX)
+        os.replace(self._live.path, done)
+        self.path = done
+
+
+def _free_stem(folder: str, pid: int) -> str:
+    """``<pid>``, or ``<pid>-<n>`` when an earlier process with this pid left a part."""
+    number = 0
+    while True:
+        stem = f"{pid}-{number}" if number else str(pid)
+        if not any(os.path.lexists(os.path.join(folder, stem + suffix))
+                   for suffix in (LIVE_SUFFIX, DONE_SUFFIX)):
+            return stem
+        number += 1
+
+
+def new_recording(settings: Settings, top: bool) -> Recording:
+    """A started recording (no library yet): the HAR file for the top, a part for a child."""
+    exporter = file_exporter(settings) if top else PartExporter(parts_folder(_output(settings)))
+    return Recording(exporter, settings).start(libraries=False)
+
+
+def finish(recording: Optional[Recording], settings: Settings,
+           top: bool) -> Optional[Tuple[int, int]]:
+    """Write this process's file; the top also merges the finished parts into it.
+
+    Returns the top's ``(entries, failed entries)``, or None when it has no file to show:
+    nothing recorded and nothing merged.
+    """
+    if recording is not None:
+        pipeline.flush(settings.join_timeout)  # what is queued reaches the file before it closes
+        recording.stop()
+    if not top:
+        return None
+    merged = merge_parts(_output(settings), settings.indent, with_output=recording is not None)
+    if merged is None and recording is not None:
+        return recording.entry_count, recording.failed_count
+    return merged
+
+
+def _output(settings: Settings) -> str:
+    if settings.output is None:  # the agent only starts with an output
+        raise ValueError("output: a file path is required")
+    return settings.output
+
+
+def merge_parts(output: str, indent: Optional[int] = None,
+                with_output: bool = True) -> Optional[Tuple[int, int]]:
+    """Merge the finished parts into ``output`` (into what it holds, if ``with_output``), then
+    delete them.
+
+    Returns the output's ``(entries, failed entries)``, or None when there was nothing to merge.
+    """
+    folder = parts_folder(output)
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return None
+    parts = [os.path.join(folder, name) for name in names if _is_finished(name)]
+    counts = None
+    if parts:
+        from .merge import MergeError, merge_files
+
+        bad = set()
+
+        def skip(error: MergeError) -> None:
+            bad.add(error.path)
+            warn_once(f"merge-{error.path}", "left a part out of the HAR file", error)
+
+        inputs = ([output] if with_output and os.path.exists(output) else []) + parts
+        counts = merge_files(inputs, output, indent, on_bad_input=skip)
+        for path in parts:
+            if path not in bad:
+                _remove(path)
+    try:
+        os.rmdir(folder)
+    except OSError:  # parts of children still running, or left out
+        pass
+    return counts
+
+
+def _is_finished(name: str) -> bool:
+    """A finished part, or a live one whose process is gone (killed: its file is still valid)."""
+    match = _PART_NAME.fullmatch(name)
+    if match is None:
+        return False
+    return not match.group(2) or not _alive(int(match.group(1)))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process (EPERM): alive
+        return True
+    try:  # a zombie (dead, not yet reaped) will not write again
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _before_fork() -> None:
+    """Let the builder thread finish what is queued before the process is copied.
+
+    A fork copies no thread but the caller: a builder caught in the middle of an import or an
+    export would leave the child a half-imported module or a lock held forever.
+    """
+    agent = bootstrap.active_agent()
+    if agent is not None and agent.recording is not None:
+        pipeline.flush(agent.settings.join_timeout)
+
+
+def _after_fork_in_child() -> None:
+    agent = bootstrap.active_agent()
+    if agent is not None:
+        agent.after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)

@@ -1,0 +1,149 @@
+"""Merge HAR files into one: what ``harlem merge`` and the agent's top process do.
+
+The output lists every page once and every entry once, in ``startedDateTime`` order. Inputs are
+read one at a time and their entries spooled, compact, to an anonymous file beside the output;
+only a small index (start time, offset, length) stays in memory, and the output is streamed
+from the spool. An input that is a torn live file (its writer was killed mid-write) is cut back
+to its last complete entry.
+
+Pages: every harlem process has the default page ``page_0``; the merged file keeps one, the
+earliest. Other pages with the same id and the same start and title are the same page (a forked
+child inherits the pages its parent had open) and are kept once; a different page whose id is
+already taken is renamed ``<id>-<pid>`` (the pid of the file's entries), and so are the
+``pageref`` of that file's entries.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import datetime
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import orjson
+
+from ..exporters.files import atomic_write
+from ..exporters.layout import Layout, RepairError, repair
+from ..pipeline import DEFAULT_PAGE_ID
+
+__all__ = ["MergeError", "merge_files", "read_har"]
+
+
+class MergeError(ValueError):
+    """An input that cannot be read as a HAR file; ``str()`` is one line naming the file."""
+
+    def __init__(self, path: str, problem: str):
+        self.path = path
+        super().__init__(f"{path}: {problem}")
+
+
+def read_har(path: str) -> Dict[str, Any]:
+    """The HAR document in ``path``; a torn live file is cut back to its last complete entry."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as exc:
+        raise MergeError(path, exc.strerror or str(exc)) from None
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:
+            document = orjson.loads(repair(data)[0])
+        except RepairError:
+            raise MergeError(path, "not a HAR file (nor a torn harlem live file)") from None
+    log = document.get("log") if isinstance(document, dict) else None
+    if not isinstance(log, dict) or not isinstance(log.get("entries", []), list) \
+            or not isinstance(log.get("pages", []), list):
+        raise MergeError(path, "not a HAR file")
+    return document
+
+
+def merge_files(inputs: Sequence[str], output: str, indent: Optional[int] = None,
+                on_bad_input: Optional[Callable[[MergeError], None]] = None) -> Tuple[int, int]:
+    """Write the HAR file ``output`` from ``inputs``; return ``(entries, failed entries)``.
+
+    ``output`` may be one of the inputs (it is replaced atomically at the end). An unreadable
+    input raises :class:`MergeError`, or is left out after ``on_bad_input(error)`` when given.
+    """
+    folder = os.path.dirname(os.path.abspath(output))
+    pages: Dict[str, Dict[str, Any]] = {}
+    index: List[Tuple[float, int, int, int]] = []  # (start, order, offset, length)
+    failed = 0
+    with tempfile.TemporaryFile(dir=folder, prefix=".harlem-merge-") as spool:
+        for path in inputs:
+            try:
+                log = read_har(path)["log"]
+            except MergeError as exc:
+                if on_bad_input is None:
+                    raise
+                on_bad_input(exc)
+                continue
+            entries = log.get("entries") or []
+            renamed = _add_pages(pages, log.get("pages") or [], _owner(entries, path))
+            for entry in entries:
+                if renamed and entry.get("pageref") in renamed:
+                    entry["pageref"] = renamed[entry["pageref"]]
+                data = orjson.dumps(entry)
+                index.append((_timestamp(entry), len(index), spool.tell(), len(data)))
+                spool.write(data)
+                failed += _is_failed(entry)
+            del log, entries  # one input in memory at a time
+        index.sort()
+
+        def spooled() -> Any:
+            for _, _, offset, length in index:
+                spool.seek(offset)
+                yield spool.read(length)
+
+        ordered = sorted(pages.values(), key=_timestamp)
+        atomic_write(output, lambda write: Layout(indent).write(write, ordered, spooled()))
+    return len(index), failed
+
+
+def _add_pages(pages: Dict[str, Dict[str, Any]], incoming: List[Dict[str, Any]],
+               owner: str) -> Dict[str, str]:
+    """Add ``incoming`` pages to ``pages``; return the renames (old id -> new id)."""
+    renamed: Dict[str, str] = {}
+    for page in incoming:
+        page_id = str(page.get("id"))
+        kept = pages.get(page_id)
+        if kept is None:
+            pages[page_id] = page
+        elif page_id == DEFAULT_PAGE_ID:
+            if _timestamp(page) < _timestamp(kept):
+                pages[page_id] = page
+        elif (kept.get("startedDateTime"), kept.get("title")) != \
+                (page.get("startedDateTime"), page.get("title")):
+            new_id = f"{page_id}-{owner}"
+            number = 1
+            while new_id in pages:
+                number += 1
+                new_id = f"{page_id}-{owner}-{number}"
+            pages[new_id] = dict(page, id=new_id)
+            renamed[page_id] = new_id
+    return renamed
+
+
+def _owner(entries: List[Dict[str, Any]], path: str) -> str:
+    """What tells this file's pages apart: its process id, else its file name."""
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("_pid") is not None:
+            return str(entry["_pid"])
+    return os.path.basename(path).split(".")[0]
+
+
+def _timestamp(item: Dict[str, Any]) -> float:
+    """``startedDateTime`` as a Unix time; unreadable dates sort last."""
+    try:
+        started = item["startedDateTime"].replace("Z", "+00:00")  # Python < 3.11 reads no "Z"
+        return datetime.fromisoformat(started).timestamp()
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return float("inf")
+
+
+def _is_failed(entry: Dict[str, Any]) -> bool:
+    try:
+        return entry["response"]["status"] == 0
+    except (KeyError, TypeError):
+        return False
+

@@ -1,0 +1,57 @@
+"""SIGTERM and SIGHUP: export the recording, then die of the signal as the program would have.
+
+Without harlem, these signals kill a Python program on the spot (no ``atexit``). The handler
+installed here exports first, then restores the default disposition and sends the signal again,
+so the exit status (``-15`` from ``Popen.returncode``, ``143`` in a shell) stays the real one.
+
+* Only the default action is replaced. A handler the program had before harlem started stays in
+  place and runs as before; one it installs later replaces harlem's, as it would replace the
+  default. Either way, when that handler ends the program through ``sys.exit`` (or by returning
+  to an exit), ``atexit`` exports.
+* An ignored signal (``nohup``) stays ignored.
+* SIGINT is never touched: Python's own handler raises ``KeyboardInterrupt`` (asyncio relies on
+  it) and the export happens in ``atexit``; Python then dies of SIGINT itself.
+
+``_signal`` is used instead of ``signal``, which imports ``enum`` and costs start-up time.
+"""
+
+import os
+
+import _signal  # type: ignore[import-not-found]  # (no stub: it is CPython's C module)
+
+TYPE_CHECKING = False  # typing costs start-up time; type checkers read the block below
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+__all__ = ["install", "die", "SIGNALS"]
+
+#: The signals whose default action would end the program without ``atexit``.
+SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+def install(export: "Callable[[int], bool]") -> None:
+    """Call ``export(signum)`` before SIGTERM or SIGHUP kills the program (main thread only).
+
+    ``export`` returns False to postpone the death: it will call :func:`die` itself (when the
+    signal interrupted an export already under way in this thread).
+    """
+    for name in SIGNALS:
+        signum = getattr(_signal, name, None)  # no SIGHUP on Windows
+        if signum is None:
+            continue
+        if _signal.getsignal(signum) == _signal.SIG_DFL:
+            _signal.signal(signum, _handler(export))
+
+
+def _handler(export: "Callable[[int], bool]") -> "Callable[[int, Any], None]":
+    def on_signal(signum: int, frame: "Any") -> None:
+        if export(signum):
+            die(signum)
+
+    return on_signal
+
+
+def die(signum: int) -> None:
+    """End the process by ``signum``, as its default action does."""
+    _signal.signal(signum, _signal.SIG_DFL)
+    os.kill(os.getpid(), signum)

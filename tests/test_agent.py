@@ -1,0 +1,429 @@
+"""The agent, end to end: real programs under ``HARLEM_OUTPUT`` with the bootstrap on PYTHONPATH.
+
+Every program is a file run by ``sys.executable`` in a subprocess against the loopback server;
+every HAR it leaves is validated. The helpers at the top are shared with test_agent_children.py
+and test_cli_run.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+from tests.helpers import check_har
+
+REPO = Path(__file__).resolve().parents[1]
+BOOTSTRAP = REPO / "harlem_bootstrap"
+TIMEOUT = 60
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and fork")
+
+
+def clean_env(**variables: str) -> Dict[str, str]:
+    """The test's environment without any HARLEM_* variable, plus ``variables``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HARLEM_")}
+    env.pop("PYTHONPATH", None)
+    env.update(variables)
+    return env
+
+
+def agent_env(output: Path, **variables: str) -> Dict[str, str]:
+    """What ``harlem-run`` would give a program: the bootstrap first on PYTHONPATH."""
+    return clean_env(PYTHONPATH=os.pathsep.join([str(BOOTSTRAP), str(REPO)]),
+                     HARLEM_OUTPUT=str(output), **variables)
+
+
+def write_program(folder: Path, *sources: str, name: str = "app.py") -> Path:
+    """A program made of ``sources``, each dedented on its own."""
+    path = folder / name
+    path.write_text("\n".join(textwrap.dedent(source) for source in sources))
+    return path
+
+
+def run(args: List[str], env: Dict[str, str], cwd: Optional[Path] = None,
+        timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def entries(har: Dict[str, Any]) -> List[Dict[str, Any]]:
+    return har["log"]["entries"]
+
+
+def urls(har: Dict[str, Any]) -> List[str]:
+    return sorted(e["request"]["url"] for e in entries(har))
+
+
+def summary_lines(stderr: str) -> List[str]:
+    return [line for line in stderr.splitlines() if line.startswith("harlem: ") and "->" in line]
+
+
+def start(args: List[str], env: Dict[str, str], cwd: Optional[Path] = None) -> subprocess.Popen:
+    """A program that prints ``ready`` on stdout once it is waiting for a signal."""
+    process = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    if line.strip() != "ready":
+        process.kill()
+        raise AssertionError(f"program did not start: {line!r} {process.stderr.read()}")
+    return process
+
+
+#: ``fetch(count, tag)`` makes ``count`` requests to ``URL/json?<tag>=<n>`` with requests.
+REQUESTS = """
+import sys
+import requests
+URL = sys.argv[1] if len(sys.argv) > 1 else ""
+def fetch(count, tag="main"):
+    for number in range(count):
+        requests.get(f"{URL}/json?{tag}={number}").content
+"""
+
+
+# --- activation --------------------------------------------------------------------------------
+
+
+def test_a_program_without_http_library_leaves_an_empty_valid_har(tmp_path):
+    app = write_program(tmp_path, "print('hello')\n")
+    out = tmp_path / "out.har"
+    result = run([sys.executable, str(app)], agent_env(out))
+    assert result.returncode == 0
+    assert result.stdout == "hello\n"  # harlem never writes to stdout
+    assert entries(check_har(out)) == []
+    assert summary_lines(result.stderr) == [f"harlem: 0 entries -> {out}"]
+    assert not (tmp_path / "out.har.parts").exists()
+
+
+def test_requests_imported_late_and_from_a_thread_is_recorded(tmp_path, server):
+    app = write_program(tmp_path, """
+        import sys, threading, time
+        URL = sys.argv[1]
+        time.sleep(0.05)
+        def worker():
+            import requests
+            requests.get(URL + "/json?thread=1").content
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        import requests
+        requests.get(URL + "/text?main=1").content
+    """)
+    out = tmp_path / "out.har"
+    result = run([sys.executable, str(app), server.url], agent_env(out))
+    assert result.returncode == 0, result.stderr
+    har = check_har(out)
+    assert urls(har) == [server.url + "/json?thread=1", server.url + "/text?main=1"]
+    assert {e["_pid"] for e in entries(har)} == {har["log"]["entries"][0]["_pid"]}
+    assert summary_lines(result.stderr) == [f"harlem: 2 entries -> {out}"]
+
+
+def test_a_library_imported_before_activation_is_instrumented_at_once(tmp_path, server):
+    app = write_program(tmp_path, REQUESTS, """
+        from harlem.agent.bootstrap import activate
+        activate()
+        activate()  # a second activation does nothing
+        fetch(2)
+    """)
+    out = tmp_path / "out.har"
+    env = clean_env(PYTHONPATH=str(REPO), HARLEM_OUTPUT=str(out))
+    result = run([sys.executable, str(app), server.url], env)
+    assert result.returncode == 0, result.stderr
+    assert len(entries(check_har(out))) == 2
+    assert len(summary_lines(result.stderr)) == 1
+
+
+def test_aiohttp_is_recorded_too(tmp_path, server):
+    app = write_program(tmp_path, """
+        import asyncio, sys
+        import aiohttp
+
+        async def main(url):
+            async with aiohttp.ClientSession() as session:
+                async with session.get(url + "/json?aiohttp=0") as response:
+                    await response.read()
+
+        asyncio.run(main(sys.argv[1]))
+    """)
+    out = tmp_path / "out.har"
+    result = run([sys.executable, str(app), server.url], agent_env(out))
+    assert result.returncode == 0, result.stderr
+    assert urls(check_har(out)) == [server.url + "/json?aiohttp=0"]
+
+
+def test_only_the_chosen_recorders_record(tmp_path, server):
+    app = write_program(tmp_path, REQUESTS, "fetch(1)\n")
+    out = tmp_path / "out.har"
+    result = run([sys.executable, str(app), server.url], agent_env(out, HARLEM_RECORDERS="aiohttp"))
+    assert result.returncode == 0, result.stderr
+    assert entries(check_har(out)) == []
+
+
+def test_settings_reach_the_har(tmp_path, server):
+    app = write_program(tmp_path, REQUESTS, "fetch(1)\n")
+    out = tmp_path / "out.har"
+    result = run([sys.executable, str(app), server.url],
+                 agent_env(out, HARLEM_INDENT="2", HARLEM_QUIET="1", HARLEM_BODIES="0"))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert out.read_text().startswith('{\n  "log": {')
+    assert "text" not in entries(check_har(out))[0]["response"]["content"]
+
+
+def test_a_bad_variable_is_one_warning_and_the_program_runs_unrecorded(tmp_path):
+    app = write_program(tmp_path, "print('ran')\n")
+    out = tmp_path / "out.har"
+    result = run([sys.executable, str(app)], agent_env(out, HARLEM_INDENT="wide"))
+    assert result.returncode == 0
+    assert result.stdout == "ran\n"
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(
+        "harlem: warning: not recording: HARLEM_INDENT: invalid value 'wide'")
+    assert not out.exists()
+
+
+def test_harlem_not_importable_is_one_warning_and_the_program_runs(tmp_path):
+    app = write_program(tmp_path, "print('ran')\n")
+    env = clean_env(PYTHONPATH=str(BOOTSTRAP), HARLEM_OUTPUT=str(tmp_path / "out.har"))
+    result = run([sys.executable, str(app)], env, cwd=tmp_path)
+    if "harlem: warning" not in result.stderr:
+        pytest.skip("harlem is installed in this interpreter")
+    assert result.returncode == 0
+    assert result.stdout == "ran\n"
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_without_harlem_output_nothing_is_imported(tmp_path):
+    env = clean_env(PYTHONPATH=os.pathsep.join([str(BOOTSTRAP), str(REPO)]))
+    code = "import sys; print(sorted(m for m in sys.modules if m.startswith('harlem')))"
+    result = run([sys.executable, "-c", code], env)
+    assert result.stdout == "[]\n"
+
+
+#: Modules that cost milliseconds each in a fresh interpreter: activation must not import them.
+HEAVY = {"typing", "re", "dataclasses", "enum", "signal", "threading", "json", "tempfile",
+         "importlib.util", "inspect", "asyncio", "logging", "wrapt", "orjson", "datetime"}
+
+
+def test_activation_imports_nothing_heavy(tmp_path):
+    """The start-up budget, as a deterministic check: what activation adds to sys.modules."""
+    code = "import sys; print(' '.join(sorted(sys.modules)))"
+    plain = set(run([sys.executable, "-c", code], clean_env()).stdout.split())
+    result = run([sys.executable, "-c", code], agent_env(tmp_path / "out.har"))
+    assert result.returncode == 0, result.stderr
+    added = set(result.stdout.split()) - plain
+    assert "harlem.agent.bootstrap" in added
+    assert not added & HEAVY, added & HEAVY
+    assert not {m for m in added if m.startswith(("harlem.recording", "harlem.recorders",
+                                                    "harlem.exporters", "harlem.pipeline"))}
+
+
+# --- the user's own sitecustomize -----------------------------------------------------------------
+
+
+def test_the_programs_own_sitecustomize_still_runs(tmp_path, server):
+    custom = tmp_path / "custom"
+    custom.mkdir()
+    write_program(custom, """
+        import os, sys
+        os.environ["CUSTOMIZED"] = "yes"
+    """, name="sitecustomize.py")
+    app = write_program(tmp_path, REQUESTS, """
+        import os, sitecustomize
+        print(os.environ.get("CUSTOMIZED"), sitecustomize.__file__)
+        fetch(1)
+    """)
+    out = tmp_path / "out.har"
+    env = agent_env(out)
+    env["PYTHONPATH"] += os.pathsep + str(custom)
+    result = run([sys.executable, str(app), server.url], env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["yes", str(custom / "sitecustomize.py")]
+    assert len(entries(check_har(out))) == 1
+
+
+def test_a_failing_sitecustomize_fails_as_python_reports_it(tmp_path, server):
+    custom = tmp_path / "custom"
+    custom.mkdir()
+    write_program(custom, "raise RuntimeError('broken customization')\n", name="sitecustomize.py")
+    app = write_program(tmp_path, REQUESTS, "fetch(1)\n")
+    plain = run([sys.executable, str(app), server.url], clean_env(PYTHONPATH=str(custom)))
+    out = tmp_path / "out.har"
+    env = agent_env(out)
+    env["PYTHONPATH"] += os.pathsep + str(custom)
+    result = run([sys.executable, str(app), server.url], env)
+    assert result.returncode == plain.returncode == 0
+    expected = plain.stderr.splitlines()
+    assert expected[0].startswith("Error in sitecustomize")
+    assert result.stderr.splitlines()[:len(expected)] == expected
+    assert len(entries(check_har(out))) == 1
+
+
+# --- endings: the HAR is complete, the exit status is the program's own ---------------------------
+
+
+ENDINGS = {
+    "normal": ("", 0),
+    "sys.exit": ("sys.exit(3)", 3),
+    "exception": ("raise ValueError('boom')", 1),
+    "KeyboardInterrupt": ("raise KeyboardInterrupt", -signal.SIGINT),
+    "os._exit": ("import os; os._exit(4)", 4),
+}
+
+
+@pytest.mark.parametrize("ending", sorted(ENDINGS))
+def test_every_ending_leaves_a_complete_har_and_the_programs_exit_status(tmp_path, server, ending):
+    statement, status = ENDINGS[ending]
+    app = write_program(tmp_path, REQUESTS, "fetch(2)", statement)
+    out = tmp_path / "out.har"
+    result = run([sys.executable, str(app), server.url], agent_env(out))
+    assert result.returncode == status, result.stderr
+    assert len(entries(check_har(out))) == 2
+    assert summary_lines(result.stderr) == [f"harlem: 2 entries -> {out}"]
+
+
+def waiting(count: int = 2) -> str:
+    """Makes ``count`` requests, then prints ``ready`` and waits for a signal."""
+    return REQUESTS + f"""
+fetch({count})
+print("ready", flush=True)
+import time
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_leaves_a_complete_har_and_the_signal_status(tmp_path, server, signum):
+    app = write_program(tmp_path, waiting())
+    out = tmp_path / "out.har"
+    process = start([sys.executable, str(app), server.url], agent_env(out))
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == -signum, stderr
+    assert len(entries(check_har(out))) == 2
+    assert summary_lines(stderr) == [f"harlem: 2 entries -> {out}"]
+
+
+def test_a_handler_installed_after_harlem_replaces_it(tmp_path, server):
+    app = write_program(tmp_path, """
+        import signal, sys
+        signal.signal(signal.SIGTERM, lambda *args: sys.exit(7))
+    """, waiting())
+    out = tmp_path / "out.har"
+    process = start([sys.executable, str(app), server.url], agent_env(out))
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 7, stderr
+    assert len(entries(check_har(out))) == 2
+
+
+def test_a_handler_installed_before_harlem_keeps_running(tmp_path, server):
+    app = write_program(tmp_path, """
+        import signal, sys
+        def handler(signum, frame):
+            sys.exit(8)
+        signal.signal(signal.SIGTERM, handler)
+        from harlem.agent.bootstrap import activate
+        activate()
+        assert signal.getsignal(signal.SIGTERM) is handler
+    """, waiting())
+    out = tmp_path / "out.har"
+    env = clean_env(PYTHONPATH=str(REPO), HARLEM_OUTPUT=str(out))
+    process = start([sys.executable, str(app), server.url], env)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 8, stderr
+    assert len(entries(check_har(out))) == 2
+
+
+def test_an_ignored_signal_stays_ignored(tmp_path):
+    app = write_program(tmp_path, """
+        import signal, sys
+        print(signal.getsignal(signal.SIGHUP) == signal.SIG_IGN)
+    """)
+    result = subprocess.run([sys.executable, str(app)], env=agent_env(tmp_path / "out.har"),
+                            capture_output=True, text=True, timeout=TIMEOUT, check=False,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    assert result.stdout == "True\n", result.stderr
+
+
+def test_a_live_recording_killed_with_sigkill_is_valid_on_disk(tmp_path, server):
+    app = write_program(tmp_path, waiting(3))
+    out = tmp_path / "out.har"
+    process = start([sys.executable, str(app), server.url], agent_env(out, HARLEM_LIVE="1"))
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:  # entries reach the disk from the builder thread
+        if out.exists() and len(entries(check_har(out))) == 3:
+            break
+        time.sleep(0.02)
+    process.kill()
+    process.communicate(timeout=TIMEOUT)
+    assert process.returncode == -signal.SIGKILL
+    assert len(entries(check_har(out))) == 3
+
+
+# --- the .pth hook, in a real installation -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory):
+    """A virtual environment with harlem pip-installed (its harlem.pth included).
+
+    Built offline from this interpreter's setuptools and wheel when it has them, else with
+    pip's build isolation (which needs the package index); skipped when neither works.
+    """
+    folder = tmp_path_factory.mktemp("venv") / "v"
+    source = folder.parent / "source"  # pip builds in the source tree: keep the repository clean
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", "tests", "build", "*.egg-info", "__pycache__", ".pytest_cache"))
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(folder)],
+                   check=True, timeout=120)
+    python = folder / "bin" / "python"
+    offline = importlib.util.find_spec("wheel") is not None
+    options = ["--no-build-isolation", "--no-index"] if offline else []
+    result = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", *options, str(source)],
+        capture_output=True, text=True, timeout=300, cwd=folder, check=False,
+        env=clean_env(PIP_DISABLE_PIP_VERSION_CHECK="1"))
+    if result.returncode:
+        pytest.skip(f"cannot pip-install harlem here: {result.stderr.strip().splitlines()[-1:]}")
+    return python
+
+
+@pytest.mark.slow
+def test_the_pth_hook_in_an_installed_harlem(venv, tmp_path, server):
+    code = "import harlem, os; print(os.path.dirname(harlem.__path__[0]))"
+    site = run([str(venv), "-c", code], clean_env(), cwd=tmp_path).stdout.strip()
+    assert (Path(site) / "harlem.pth").is_file()
+    assert Path(site, "harlem.pth").read_text().count("\n") == 1
+
+    # HARLEM_OUTPUT unset: no harlem module is imported at all
+    code = "import sys; print([m for m in sys.modules if m.startswith('harlem')])"
+    assert run([str(venv), "-c", code], clean_env(), cwd=tmp_path).stdout == "[]\n"
+
+    # set: the program is recorded, in isolated mode too
+    app = write_program(tmp_path, REQUESTS, "fetch(2)\n")
+    out = tmp_path / "out.har"
+    result = run([str(venv), "-I", str(app), server.url], clean_env(HARLEM_OUTPUT=str(out)),
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(entries(check_har(out))) == 2
+    assert summary_lines(result.stderr) == [f"harlem: 2 entries -> {out}"]
+
+    # the .pth and harlem-run's PYTHONPATH together: one activation, one summary
+    out.unlink()
+    result = run([str(venv), "-m", "harlem.cli.run", "-o", str(out), str(venv), str(app),
+                  server.url], clean_env(), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(entries(check_har(out))) == 2
+    assert summary_lines(result.stderr) == [f"harlem: 2 entries -> {out}"]
