@@ -105,9 +105,9 @@ class Recording:
         self.stop()
 
     def summary(self, target: str) -> str:
-        failed = f" ({self.failed_count} failed)" if self.failed_count else ""
-        plural = "entry" if self.entry_count == 1 else "entries"
-        return f"harlem: {self.entry_count} {plural}{failed} -> {target}"
+        from .agent.ending import summary_line
+
+        return summary_line(self.entry_count, self.failed_count, target)
 
 
 def in_background(exporter: HarExporter, settings: Settings) -> HarExporter:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import weakref
 from typing import IO, Any, Dict, Iterator, List, Optional, Union
-
-import orjson
 
 from .base import HarExporter
 from .layout import Layout
@@ -24,11 +23,26 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 class _Spool:
-    """Compact serialised entries, one per line, in an anonymous temporary file."""
+    """Compact serialised entries, one per line, in an anonymous temporary file.
+
+    The file is buffered; before a fork every spool is flushed, or a forked child would write
+    the parent's unflushed bytes into the shared file a second time when it exits.
+    """
+
+    _open: "weakref.WeakSet[_Spool]" = weakref.WeakSet()
 
     def __init__(self, folder: Optional[str] = None):
         self._file = tempfile.TemporaryFile(dir=folder, prefix=".harlem-spool-")
         self.count = 0
+        _Spool._open.add(self)
+
+    @classmethod
+    def flush_all(cls) -> None:
+        for spool in list(cls._open):
+            try:
+                spool._file.flush()
+            except (OSError, ValueError):
+                pass
 
     def append(self, data: bytes) -> None:
         self._file.write(data + b"\n")
@@ -43,6 +57,10 @@ class _Spool:
 
     def close(self) -> None:
         self._file.close()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_Spool.flush_all)
 
 
 class IoHarExporter(HarExporter):
@@ -71,7 +89,9 @@ class IoHarExporter(HarExporter):
                 self.pages.append(dict(page))
 
     def add_entry(self, entry: Dict[str, Any]) -> None:
-        data = orjson.dumps(entry)
+        from orjson import dumps  # here, not at import: the agent imports this module early
+
+        data = dumps(entry)
         with self._lock:
             if self._spool is None:
                 self._spool = _Spool(self._spool_folder())

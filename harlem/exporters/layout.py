@@ -17,8 +17,6 @@ import json
 import time
 from typing import Any, Dict, Iterable, List, Optional
 
-import orjson
-
 from .base import creator
 
 _PLACEHOLDER = "__harlem_entries__"
@@ -59,19 +57,23 @@ class Layout:
 
     def entry(self, entry: Dict[str, Any]) -> bytes:
         """One entry, serialised (and indented to its depth when ``indent`` is set)."""
-        if not self.indent:
-            return orjson.dumps(entry)
-        return self.reindent(orjson.dumps(entry))
+        from orjson import dumps  # here, not at import: the agent imports this module early
+
+        return dumps(entry) if not self.indent else self.reindent(dumps(entry))
 
     def reindent(self, compact: bytes) -> bytes:
         """A compact entry (as spooled) in this layout."""
         if not self.indent:
             return compact
-        text = self._dumps(orjson.loads(compact))
+        from orjson import loads
+
+        text = self._dumps(loads(compact))
         pad = self._pad.encode()
         return pad + text.replace(b"\n", b"\n" + pad)
 
     def _dumps(self, value: Any) -> bytes:
+        import orjson
+
         if not self.indent:
             return orjson.dumps(value)
         if self.indent == 2:
