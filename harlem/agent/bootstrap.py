@@ -37,7 +37,8 @@ PARTS_SUFFIX = ".parts"
 
 #: Recorders whose library is not the module of the same name: recorder name -> trigger modules.
 #: The others are triggered by the module named like the recorder (``requests``, ``aiohttp``...).
-TRIGGER_MODULES = {"asgi": ("starlette", "fastapi")}
+#: ``harlem.asgi``: a plain ASGI app that adds ``HarlemMiddleware`` itself is recorded too.
+TRIGGER_MODULES = {"asgi": ("starlette", "fastapi", "harlem.asgi")}
 
 _activated = False
 _agent: "Optional[Agent]" = None
