@@ -6,8 +6,15 @@ and must not flood their stderr either. Each distinct problem is reported once p
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Callable, TypeVar
+
+    F = TypeVar("F", bound=Callable[..., Any])
 
 _seen: set = set()
 _lock = threading.Lock()
@@ -34,3 +41,24 @@ def warn_once(key: str, message: str, exc: BaseException | None = None) -> None:
             logger.warning(line, exc_info=exc)
     except Exception:
         pass
+
+
+def quietly(recorder: str) -> "Callable[[F], F]":
+    """Decorate a recorder's bookkeeping step: a failure becomes one warning, never the
+    program's exception, and the step returns ``None``. The request itself is unaffected."""
+
+    def decorate(func: "F") -> "F":
+        key = f"{recorder}-{func.__name__}"
+
+        @functools.wraps(func)
+        def guarded(*args: "Any", **kwargs: "Any") -> "Any":
+            try:
+                return func(*args, **kwargs)
+            except Exception as exc:
+                warn_once(key, f"the {recorder} recorder failed ({func.__name__}); "
+                               "the request itself is unaffected", exc)
+                return None
+
+        return guarded  # type: ignore[return-value]
+
+    return decorate

@@ -29,6 +29,10 @@ _HIDDEN_PREFIXES: List[str] = [
     os.path.join(_HERE, name) + (os.sep if os.path.isdir(os.path.join(_HERE, name)) else "")
     for name in os.listdir(_HERE) if name not in ("demo", "__pycache__")
 ]
+# The event loop's and thread pools' own frames sit below every async or threaded call: noise.
+_STDLIB = os.path.dirname(os.__file__)
+_HIDDEN_PREFIXES += [os.path.join(_STDLIB, name) + os.sep for name in ("asyncio", "concurrent")]
+_HIDDEN_PREFIXES.append(os.path.join(_STDLIB, "threading.py"))
 _hidden_tuple: Tuple[str, ...] = tuple(_HIDDEN_PREFIXES)
 MAX_FRAMES = 30
 
@@ -100,6 +104,7 @@ class Exchange:
         "http_version",
         "request_headers",
         "request_body",
+        "request_size",
         "status",
         "reason",
         "response_headers",
@@ -142,6 +147,8 @@ class Exchange:
         self.request_headers: List[Header] = []
         #: The request body as bytes, ``None`` when there was none or it could not be seen.
         self.request_body: Optional[bytes] = None
+        #: The request body's true size when the recorder kept only its first bytes.
+        self.request_size: Optional[int] = None
         self.status = 0
         self.reason = ""
         #: Headers exactly as received: ordered, duplicates kept.

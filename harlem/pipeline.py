@@ -64,17 +64,19 @@ def is_recording(library: str) -> bool:
     return library in _listeners
 
 
-def begin(library: str, method: str = "GET", url: str = "", depth: int = 3) -> Optional[Exchange]:
+def begin(library: str, method: str = "GET", url: str = "", depth: int = 3,
+          frames: Optional[tuple] = None) -> Optional[Exchange]:
     """Start an exchange for ``library``, or return ``None`` when nothing records it.
 
     ``depth`` is how many frames to skip to reach the caller of the patched function (the
-    library's own frames are skipped anyway). The exchange remembers which recorders were
-    listening and which page was open at this moment.
+    library's own frames are skipped anyway); a recorder that took the caller's ``frames``
+    earlier (an async call, an incoming request with no caller) passes them instead. The
+    exchange remembers which recorders were listening and which page was open at this moment.
     """
     listeners = _listeners.get(library)
     if not listeners:
         return None
-    exchange = Exchange(library, method, url, capture_frames(depth))
+    exchange = Exchange(library, method, url, capture_frames(depth) if frames is None else frames)
     exchange.listeners = listeners
     exchange.page_id = _open_pages[-1]["id"] if _open_pages else None
     exchange.body_limit = max(r.settings.max_body_size if r.settings.bodies else 0 for r in listeners)

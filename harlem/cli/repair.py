@@ -6,7 +6,6 @@ this cuts the file back to the last complete entry. The file is replaced atomica
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 

@@ -155,8 +155,11 @@ def truncation_comment(kept: int, total: int) -> str:
 
 
 def post_data(body: bytes, content_type: Optional[str], bodies: bool, limit: int,
-              rules: Optional[Rules]) -> Dict[str, Any]:
-    """The ``postData`` of a request with a non-empty ``body`` (see the module conventions)."""
+              rules: Optional[Rules], size: Optional[int] = None) -> Dict[str, Any]:
+    """The ``postData`` of a request with a non-empty ``body`` (see the module conventions).
+
+    ``size`` is the body's true size when the recorder kept only its first bytes.
+    """
     result: Dict[str, Any] = {
         "mimeType": clean_str(content_type) if content_type else DEFAULT_POST_MIME}
     if not bodies:  # kept: the first 0 bytes
@@ -164,8 +167,9 @@ def post_data(body: bytes, content_type: Optional[str], bodies: bool, limit: int
         result["_truncated"] = True
         result["comment"] = NOT_RECORDED
         return result
-    truncated = len(body) > limit
-    data = body[:limit] if truncated else body
+    size = len(body) if size is None else max(size, len(body))
+    truncated = size > min(limit, len(body))
+    data = body[:limit]
     mime, codec, boundary = content_type_info(content_type or "")
     if mime == "multipart/form-data" and boundary:
         _multipart(result, data, boundary, not truncated, rules)
@@ -175,7 +179,7 @@ def post_data(body: bytes, content_type: Optional[str], bodies: bool, limit: int
         set_text(result, *body_text(data, mime, codec, not truncated, rules))
     if truncated:
         result["_truncated"] = True
-        result["comment"] = truncation_comment(len(data), len(body))
+        result["comment"] = truncation_comment(len(data), size)
     return result
 
 

@@ -136,7 +136,8 @@ def _request(ex: Exchange, settings: Settings, rules: Optional[Rules], version: 
         "headers": headers,
         "queryString": _query_string(split.query),
         "headersSize": -1,
-        "bodySize": len(body) if body is not None else _declared_body_size(found),
+        "bodySize": ex.request_size if ex.request_size is not None
+        else len(body) if body is not None else _declared_body_size(found),
     }
     if headers:
         sent = urlsplit(sent_url)
@@ -147,7 +148,8 @@ def _request(ex: Exchange, settings: Settings, rules: Optional[Rules], version: 
     if body or (not settings.bodies and request["bodySize"] > 0):
         content_type = found.get("content-type")
         request["postData"] = post_data(body or b"", content_type[0] if content_type else None,
-                                        settings.bodies, settings.max_body_size, rules)
+                                        settings.bodies, settings.max_body_size, rules,
+                                        ex.request_size)
     return request
 
 

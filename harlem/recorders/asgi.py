@@ -41,10 +41,10 @@ import contextvars
 import functools
 import sys
 import zlib
-from typing import Any, Awaitable, Callable, List, MutableMapping, Optional, TypeVar
+from typing import Any, Awaitable, Callable, List, MutableMapping, Optional
 
 from .. import pipeline
-from .._warn import warn_once
+from .._warn import quietly, warn_once
 from ..capture import Exchange, now
 from .base import HarRecorder, _patch_lock, unwrap_all
 
@@ -56,7 +56,6 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 _HTTP_VERSIONS = {"2": "http/2.0", "2.0": "http/2.0", "3": "http/3.0"}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -164,23 +163,7 @@ async def _serve(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
 # --- guarding harlem's own work -------------------------------------------------------------
 
 
-def _quietly(func: _F) -> _F:
-    """Run a bookkeeping step so that its failure is a one-time warning, never the program's.
-
-    The step returns ``None`` when it failed; the request itself is never affected.
-    """
-    key = f"{LIBRARY}-{func.__name__}"
-
-    @functools.wraps(func)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except Exception as exc:
-            warn_once(key, f"the ASGI recorder failed ({func.__name__}); "
-                           "the request itself is unaffected", exc)
-            return None
-
-    return guarded  # type: ignore[return-value]
+_quietly = quietly("ASGI")
 
 
 # --- one request served ----------------------------------------------------------------------
@@ -188,7 +171,8 @@ def _quietly(func: _F) -> _F:
 
 @_quietly
 def _begin(scope: Scope, receive: Receive, send: Send) -> Optional["_Served"]:
-    ex = pipeline.begin(LIBRARY, str(scope.get("method") or "GET"), _url(scope))
+    # An incoming request has no caller in this program: no _initiator frames to take.
+    ex = pipeline.begin(LIBRARY, str(scope.get("method") or "GET"), _url(scope), frames=())
     if ex is None:
         return None
     ex.direction = "incoming"

@@ -36,12 +36,11 @@ re-raise what it raised (bare ``raise``), and harlem's own bookkeeping runs insi
 from __future__ import annotations
 
 import contextvars
-import functools
 import sys
-from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
+from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Tuple
 
 from .. import pipeline
-from .._warn import warn_once
+from .._warn import quietly, warn_once
 from ..capture import Exchange, capture_frames, now, register_library_path
 from .base import HarRecorder, unwrap_all
 
@@ -49,7 +48,6 @@ __all__ = ["HttpxHarRecorder"]
 
 LIBRARY = "httpx"
 
-_F = TypeVar("_F", bound=Callable[..., Any])
 #: Packages whose frames may sit between the program and the hook: hidden from ``_initiator``
 #: (``contextlib``: ``client.stream(...)`` is a context manager).
 _LIBRARY_PACKAGES = ("httpx", "httpcore", "h11", "h2", "anyio", "sniffio", "wrapt", "contextlib")
@@ -90,23 +88,7 @@ class HttpxHarRecorder(HarRecorder):
 # --- guarding harlem's own work -------------------------------------------------------------
 
 
-def _quietly(func: _F) -> _F:
-    """Run a bookkeeping step so that its failure is a one-time warning, never the program's.
-
-    The step returns ``None`` when it failed; the request itself is never affected.
-    """
-    key = f"{LIBRARY}-{func.__name__}"
-
-    @functools.wraps(func)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except Exception as exc:
-            warn_once(key, f"the httpx recorder failed ({func.__name__}); "
-                           "the request itself is unaffected", exc)
-            return None
-
-    return guarded  # type: ignore[return-value]
+_quietly = quietly("httpx")
 
 
 # --- httpx 0.23 .. 0.28 differences, in one place ------------------------------------------

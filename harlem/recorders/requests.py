@@ -32,14 +32,13 @@ re-raise what it raised (bare ``raise``), and harlem's own bookkeeping runs insi
 
 from __future__ import annotations
 
-import functools
 import socket
 import threading
 import weakref
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from .. import pipeline
-from .._warn import warn_once
+from .._warn import quietly
 from ..capture import Exchange, now, register_library_path
 from .base import HarRecorder, unwrap_all
 
@@ -47,7 +46,6 @@ __all__ = ["RequestsHarRecorder"]
 
 LIBRARY = "requests"
 
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 # Looked up once by _instrument rather than on every header or connection.
 _skip_header: Optional[str] = None  # urllib3's "do not send this header" marker value
@@ -102,23 +100,7 @@ class RequestsHarRecorder(HarRecorder):
 # --- guarding harlem's own work -------------------------------------------------------------
 
 
-def _quietly(func: _F) -> _F:
-    """Run a bookkeeping step so that its failure is a one-time warning, never the program's.
-
-    The step returns ``None`` when it failed; the request itself is never affected.
-    """
-    key = f"{LIBRARY}-{func.__name__}"
-
-    @functools.wraps(func)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except Exception as exc:
-            warn_once(key, f"the requests recorder failed ({func.__name__}); "
-                           "the request itself is unaffected", exc)
-            return None
-
-    return guarded  # type: ignore[return-value]
+_quietly = quietly("requests")
 
 
 class _ThreadState(threading.local):
