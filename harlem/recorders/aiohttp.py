@@ -48,7 +48,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from .. import pipeline
 from .._warn import quietly
 from ..capture import Exchange, capture_frames, now, register_library_path
-from .base import HarRecorder, unwrap_all
+from .base import HarRecorder
 
 __all__ = ["AiohttpHarRecorder"]
 
@@ -83,12 +83,7 @@ class AiohttpHarRecorder(HarRecorder):
             (reader, "feed_eof", _on_feed_eof),
             (reader, "set_exception", _on_set_exception),
         ] + _version_patches()
-        try:
-            for owner, name, wrapper in patches:
-                cls._wrap(owner, name, wrapper)
-        except BaseException:
-            unwrap_all(cls)  # all or nothing: never leave the library half patched
-            raise
+        cls._wrap_all(patches)
 
     @classmethod
     def _uninstrument(cls) -> None:

@@ -101,6 +101,17 @@ class HarRecorder:
         unwrap_all(cls)
 
     @classmethod
+    def _wrap_all(cls, patches: List[Any]) -> None:
+        """Wrap every ``(owner, name, wrapper)``, all or nothing: if one fails, the ones
+        already installed are removed, so the library is never left half patched."""
+        try:
+            for owner, name, wrapper in patches:
+                cls._wrap(owner, name, wrapper)
+        except BaseException:
+            unwrap_all(cls)
+            raise
+
+    @classmethod
     def _wrap(cls, owner: Any, name: str, wrapper: Any) -> None:
         """Wrap ``owner.name`` with a ``wrapt`` wrapper and remember how to undo it."""
         import wrapt

@@ -42,7 +42,7 @@ from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Tuple
 from .. import pipeline
 from .._warn import quietly, warn_once
 from ..capture import Exchange, capture_frames, now, register_library_path
-from .base import HarRecorder, unwrap_all
+from .base import HarRecorder
 
 __all__ = ["HttpxHarRecorder"]
 
@@ -75,14 +75,9 @@ class HttpxHarRecorder(HarRecorder):
             if module is not None:
                 register_library_path(module)
         _bind(httpx)
-        try:
-            cls._wrap(httpx.Client, "_send_single_request", _send)
-            cls._wrap(httpx.AsyncClient, "_send_single_request", _send_async)
-            for name in _ASYNC_ENTRY_POINTS:
-                cls._wrap(httpx.AsyncClient, name, _async_call)
-        except BaseException:
-            unwrap_all(cls)  # all or nothing: never leave the library half patched
-            raise
+        cls._wrap_all([(httpx.Client, "_send_single_request", _send),
+                       (httpx.AsyncClient, "_send_single_request", _send_async)]
+                      + [(httpx.AsyncClient, name, _async_call) for name in _ASYNC_ENTRY_POINTS])
 
 
 # --- guarding harlem's own work -------------------------------------------------------------

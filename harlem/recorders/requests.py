@@ -40,7 +40,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from .. import pipeline
 from .._warn import quietly
 from ..capture import Exchange, now, register_library_path
-from .base import HarRecorder, unwrap_all
+from .base import HarRecorder
 
 __all__ = ["RequestsHarRecorder"]
 
@@ -89,12 +89,7 @@ class RequestsHarRecorder(HarRecorder):
             (response, "_handle_chunk", _handle_chunk),
             (requests.models.Response, "close", _response_close),
         ]
-        try:
-            for owner, name, wrapper in patches:
-                cls._wrap(owner, name, wrapper)
-        except BaseException:
-            unwrap_all(cls)  # all or nothing: never leave the library half patched
-            raise
+        cls._wrap_all(patches)
 
 
 # --- guarding harlem's own work -------------------------------------------------------------
