@@ -219,10 +219,12 @@ def _run() -> None:
         item = queue.get()
         try:
             if isinstance(item, Exchange):
-                _deliver(item, item.listeners)
-                with _pending_cond:
-                    _pending_bytes -= item.response_size + len(item.request_body or b"")
-                    _pending_cond.notify_all()
+                try:
+                    _deliver(item, item.listeners)
+                finally:
+                    with _pending_cond:
+                        _pending_bytes -= item.response_size + len(item.request_body or b"")
+                        _pending_cond.notify_all()
             elif isinstance(item, threading.Event):
                 item.set()
             elif item[0] == "page":

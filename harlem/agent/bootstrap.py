@@ -191,7 +191,11 @@ def _start(environ: "Any") -> "Optional[Agent]":
     try:
         settings = Settings.from_env(environ)
     except SettingsError as exc:
-        _warn("agent", f"not recording: {exc}")
+        # Said at exit, not now: a launcher in the same environment (harlem-run itself, run
+        # with a variable its own flag overrides) replaces itself by exec and must stay silent.
+        import atexit as exit_hooks  # not "atexit": that name is local further down
+
+        exit_hooks.register(_warn, "agent", f"not recording: {exc}")
         return None
     if settings.output is None:
         return None

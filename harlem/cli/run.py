@@ -108,6 +108,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         path, command, env = prepare(sys.argv[1:] if argv is None else list(argv), os.environ)
     except UsageError as exc:
         return fail(PROG, str(exc))
+    settings = Settings.from_env(env)
+    if not settings.redact and not settings.quiet:
+        from .main import REDACTION_OFF_NOTE
+
+        sys.stderr.write(REDACTION_OFF_NOTE + "\n")
     sys.stdout.flush()
     sys.stderr.flush()
     try:

@@ -104,9 +104,10 @@ def repair(data: bytes) -> "tuple[bytes, int]":
     """Cut a torn live file back to its last complete entry; return ``(document, entries)``.
 
     A live file only ever grows by overwriting its tail with ``separator + entry + tail``, so
-    everything before the last separator that starts a whole entry is intact. Candidates are
-    tried from the end; the first that parses is the longest valid state. A file that already
-    parses is returned unchanged.
+    the entries array holds whole entries, then at most one torn write. The entries are read
+    one by one from the start; the document is rebuilt from the head, every entry that parsed
+    whole (a non-empty object: bytes of an old tail can look like ``{}``) and the tail. A
+    file that already parses is returned unchanged.
     """
     import orjson as _orjson
 
@@ -120,30 +121,35 @@ def repair(data: bytes) -> "tuple[bytes, int]":
     start = data.find(b"[", marker)
     if start < 0:
         raise RepairError("the \"entries\" array is cut off before it starts")
-    indent = _detected_indent(data)
-    layout = Layout(indent)
-    opener = b"\n" + (layout._pad.encode()) + b"{"
-    # Places where an entry may end: before each separator that opens an entry, and the
-    # array's start (no complete entry at all).
-    cuts = [start + 1]
-    position = start
+    text = data.decode("latin-1")  # one character per byte: offsets stay byte offsets
+    decoder = json.JSONDecoder()
+    cut = position = start + 1
+    count = 0
     while True:
-        position = data.find(b"," + opener, position + 1)
-        if position < 0:
-            break
-        cuts.append(position)
-    # The last entry may be whole, with only the separator after it or the tail torn.
-    cuts.append(len(data.rstrip().rstrip(b",")))
-    for cut in sorted(set(cuts), reverse=True):
-        candidate = data[:cut].rstrip() + layout.tail
-        if cut == start + 1:
-            candidate = data[:cut] + layout.tail
+        position = _skip_space(text, position)
         try:
-            document = _orjson.loads(candidate)
-            return candidate, len(document["log"]["entries"])
-        except (ValueError, KeyError, TypeError):
-            continue
-    raise RepairError("no valid state found: the head of the file is damaged")
+            entry, end = decoder.raw_decode(text, position)
+        except ValueError:
+            break
+        if not isinstance(entry, dict) or not entry:
+            break
+        cut, count = end, count + 1
+        position = _skip_space(text, end)
+        if text[position:position + 1] != ",":
+            break
+        position += 1
+    candidate = data[:cut] + Layout(_detected_indent(data)).tail
+    try:
+        _orjson.loads(candidate)
+    except ValueError:
+        raise RepairError("no valid state found: the head of the file is damaged") from None
+    return candidate, count
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position] in " \t\r\n":
+        position += 1
+    return position
 
 
 def _detected_indent(data: bytes) -> Optional[int]:

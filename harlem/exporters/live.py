@@ -12,6 +12,7 @@ the retention period. Only a small index (time, offset, length per entry) stays 
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -94,10 +95,12 @@ class LiveFileHarExporter(HarExporter):
             self._timer.join(self.join_timeout)
             self._timer = None
         with self._lock:
-            self._flush()
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+            try:
+                self._flush()
+            finally:
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
 
     def _tick(self) -> None:
         while not self._stopping.wait(self.interval_seconds):
@@ -151,19 +154,46 @@ class LiveFileHarExporter(HarExporter):
             return
         layout = self._layout
         parts = []
+        index = []
         offset = self._end
         for started, data in self._pending:
-            separator = layout.first_separator if not self._index else layout.separator
+            separator = layout.first_separator if not (self._index or index) else layout.separator
             offset += len(separator)
             parts.append(separator)
             parts.append(data)
-            self._index.append((started, offset, len(data)))
+            index.append((started, offset, len(data)))
             offset += len(data)
         parts.append(layout.tail)
-        os.pwrite(self._fd, b"".join(parts), self._end)
-        self._end = offset
-        self._pending.clear()
+        self._pending.clear()  # written or lost: a full disk must not grow memory
         self._pending_bytes = 0
+        self._write_tail_at(b"".join(parts), self._end)
+        self._index.extend(index)
+        self._end = offset
+
+    def _write_tail_at(self, data: bytes, offset: int) -> None:
+        """Write ``data`` (ending with the tail) at ``offset``, all of it or nothing.
+
+        A short or failed write (a full disk) is undone: the old tail goes back where it was
+        (those bytes are already allocated) and the file is cut after it, so the file stays
+        the valid document it was before.
+        """
+        view = memoryview(data)
+        position = offset
+        try:
+            while view:
+                written = os.pwrite(self._fd, view, position)
+                if written <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                view = view[written:]
+                position += written
+        except OSError:
+            tail = self._layout.tail
+            try:
+                os.pwrite(self._fd, tail, offset)
+                os.ftruncate(self._fd, offset + len(tail))
+            except OSError:
+                pass
+            raise
 
     def _expired_count(self) -> int:
         """How many of the oldest written entries retention drops now (0 if not due)."""

@@ -105,7 +105,8 @@ class Rules:
                 if redacted is not query:
                     url = url[:question + 1] + redacted + url[end:]
         if self.patterns:
-            url = self._patterns(url, URL_REDACTED)
+            start = _authority_end(url)
+            url = url[:start] + self._patterns(url[start:], URL_REDACTED)
         return url
 
     def _pairs(self, query: str, names: Optional[FrozenSet[str]] = None) -> str:
@@ -251,6 +252,20 @@ def _userinfo_span(url: str) -> Optional[Tuple[int, int]]:
             end = index
     at = url.rfind("@", start, end)
     return (start, at) if at != -1 else None
+
+
+def _authority_end(url: str) -> int:
+    """Where the path starts: patterns leave ``scheme://user@host:port`` alone (the user
+    info has its own rule), so that the URL stays a URL."""
+    scheme_end = url.find("://")
+    if scheme_end <= 0:
+        return 0
+    end = len(url)
+    for char in "/?#":
+        index = url.find(char, scheme_end + 3, end)
+        if index != -1:
+            end = index
+    return end
 
 
 def _strip_userinfo(url: str) -> str:
