@@ -1,0 +1,27 @@
+"""The benchmark script still runs end to end (server process, a recorded run, the table).
+
+Times are never asserted: this only keeps ``bench/run.py`` from rotting between real runs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("requests")
+
+RUN = Path(__file__).resolve().parents[1] / "bench" / "run.py"
+
+
+def test_a_tiny_run_prints_the_table() -> None:
+    done = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--only", "requests", "--modes", "file",
+         "--rounds", "1", "--count", "10"],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("|")]
+    assert any("record_to_file" in row for row in rows), done.stdout
+    assert "NOT RECORDED" not in done.stdout
