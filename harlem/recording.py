@@ -10,7 +10,7 @@ import os
 from typing import Any, Dict, List, Optional, Type
 
 from .exporters.base import HarExporter
-from .recorders import available_recorders
+from .recorders import RECORDERS, available_recorders
 from .recorders.base import HarRecorder
 from .settings import Settings
 
@@ -71,8 +71,14 @@ class Recording:
         """Start the exporter and, unless ``libraries`` is False, every available recorder."""
         self._tally.start()
         if libraries:
-            for cls in available_recorders(self.settings.recorders):
-                self.start_library(cls)
+            for name in self.settings.recorders or RECORDERS:
+                try:  # one library that cannot be imported or patched must not stop the rest
+                    for cls in available_recorders([name]):
+                        self.start_library(cls)
+                except Exception as exc:
+                    from ._warn import warn_once
+
+                    warn_once(f"recorder-{name}", f"not recording {name}", exc)
         return self
 
     def start_library(self, cls: Type[HarRecorder]) -> None:

@@ -164,3 +164,17 @@ def test_the_demo_shows_its_own_call_sites_in_the_initiator(server):
     frames = exporter.entries[0]["_initiator"]["stack"]["callFrames"]
     assert frames[0]["url"].endswith("harlem/demo/app.py")
     assert frames[0]["functionName"] == "_with_requests"
+
+
+def test_a_library_that_cannot_be_recorded_is_skipped_with_one_warning(tmp_path, server, monkeypatch, capfd):
+    from harlem.recorders.aiohttp import AiohttpHarRecorder
+
+    def broken(cls):
+        raise ImportError("this aiohttp does not import on this Python")
+
+    monkeypatch.setattr(AiohttpHarRecorder, "_instrument", classmethod(broken))
+    path = tmp_path / "out.har"
+    with record_to_file(path):
+        requests.get(server.url + "/json")
+    assert len(check_har(path)["log"]["entries"]) == 1
+    assert capfd.readouterr().err.count("not recording aiohttp") == 1

@@ -203,7 +203,8 @@ def _url(scope: Scope) -> str:
             address, port = str(server[0]), int(server[1])
             address = f"[{address}]" if ":" in address else address
             host = address if _DEFAULT_PORTS.get(scheme) == port else f"{address}:{port}"
-    raw_path = scope.get("raw_path")
+    # Some servers and test clients (httpx < 0.26, Starlette < 0.42) leave the query in raw_path.
+    raw_path = (scope.get("raw_path") or b"").split(b"?", 1)[0]
     path = _text(raw_path) if raw_path else _quote(str(scope.get("path") or "/"))
     root = str(scope.get("root_path") or "")
     if root and not path.startswith(root):  # servers differ on whether path includes it
