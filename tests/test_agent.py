@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sysconfig
 import sys
 import textwrap
 import time
@@ -389,6 +390,13 @@ def venv(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(folder)],
                    check=True, timeout=120)
     python = folder / "bin" / "python"
+    # --system-site-packages gives the *base* interpreter's packages; when this suite runs in a
+    # venv (as in CI), point the new venv at this interpreter's too, after its own site-packages,
+    # so requests/wrapt/orjson are found and the freshly installed harlem comes first.
+    own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (Path(own) / "harlem-test-parent.pth").write_text("".join(f"{p}\n" for p in sorted(ours)))
     offline = importlib.util.find_spec("wheel") is not None
     options = ["--no-build-isolation", "--no-index"] if offline else []
     result = subprocess.run(
