@@ -6,10 +6,11 @@ repository root importable).
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, Iterator, Union
 
 from harlem.har.validate import HarValidationError, check_schema, validate_har, validate_har_file
 
@@ -67,3 +68,49 @@ class TlsServer:
     def client_context(self) -> ssl.SSLContext:
         """A verifying client context that trusts the test CA (for urllib, aiohttp...)."""
         return ssl.create_default_context(cafile=self.ca_file)
+
+
+class Recorded:
+    """One recorder of ``recorder_class`` into a model exporter; :attr:`entries` are checked."""
+
+    def __init__(self, recorder_class: Any, **options: Any):
+        from harlem import ModelHarExporter
+
+        self.exporter = ModelHarExporter()
+        self.recorder = recorder_class(self.exporter, **options)
+
+    @property
+    def entries(self) -> "list[Dict[str, Any]]":
+        from harlem import pipeline
+
+        pipeline.flush()
+        return check_har(self.exporter.to_dict())["log"]["entries"]
+
+    def only_entry(self) -> Dict[str, Any]:
+        entries = self.entries
+        assert len(entries) == 1, [e["request"]["url"] for e in entries]
+        return entries[0]
+
+
+@contextlib.contextmanager
+def recorders_of(recorder_class: Any) -> Iterator[Any]:
+    """Body of a ``record`` fixture: ``with record(**options) as rec:`` records into ``rec``
+    until the block ends; recorders a failed test left running are stopped afterwards, so no
+    library stays patched."""
+    started: list = []
+
+    @contextlib.contextmanager
+    def start(**options: Any) -> Iterator[Recorded]:
+        recorded = Recorded(recorder_class, **options)
+        recorded.recorder.start()
+        started.append(recorded.recorder)
+        try:
+            yield recorded
+        finally:
+            recorded.recorder.stop()
+
+    try:
+        yield start
+    finally:
+        for recorder in started:
+            recorder.stop()

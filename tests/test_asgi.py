@@ -42,7 +42,7 @@ from harlem.asgi import HarlemMiddleware  # noqa: E402
 from harlem.demo.server import COMPRESSIBLE_TEXT, JSON_BODY  # noqa: E402
 from harlem.exporters.model import ModelHarExporter  # noqa: E402
 from harlem.recorders.asgi import AsgiHarRecorder  # noqa: E402
-from tests.helpers import REPO_ROOT, check_har  # noqa: E402
+from tests.helpers import recorders_of, REPO_ROOT, check_har  # noqa: E402
 
 # --- ASGI servers in a thread (also used by tests/test_httpx_recorder.py) -------------------
 
@@ -180,41 +180,11 @@ async def bare_app(scope: Dict[str, Any], receive: Callable[..., Any], send: Cal
 # --- recording --------------------------------------------------------------------------------
 
 
-class Recorded:
-    def __init__(self, **options: Any):
-        self.exporter = ModelHarExporter()
-        self.recorder = AsgiHarRecorder(self.exporter, **options)
-
-    @property
-    def entries(self) -> List[Dict[str, Any]]:
-        pipeline.flush()
-        return check_har(self.exporter.to_dict())["log"]["entries"]
-
-    def only_entry(self) -> Dict[str, Any]:
-        entries = self.entries
-        assert len(entries) == 1, [e["request"]["url"] for e in entries]
-        return entries[0]
-
-
 @pytest.fixture
 def record() -> Iterator[Callable[..., Any]]:
-    """``with record(**options) as rec:`` records served requests into ``rec``."""
-    started: List[AsgiHarRecorder] = []
-
-    @contextlib.contextmanager
-    def start(**options: Any) -> Iterator[Recorded]:
-        recorded = Recorded(**options)
-        recorded.recorder.start()
-        started.append(recorded.recorder)
-        try:
-            yield recorded
-        finally:
-            pipeline.flush()
-            recorded.recorder.stop()
-
-    yield start
-    for recorder in started:
-        recorder.stop()
+    """``with record(**options) as rec:`` records into ``rec`` until the block ends."""
+    with recorders_of(AsgiHarRecorder) as start:
+        yield start
 
 
 def asgi_client(app: Any, raise_app_exceptions: bool = True) -> Any:

@@ -26,48 +26,18 @@ from harlem.demo.server import (COMPRESSIBLE_TEXT, JSON_BODY, TEXT_BODY,  # noqa
 from harlem.exporters.model import ModelHarExporter  # noqa: E402
 from harlem.recorders import httpx as httpx_recorder  # noqa: E402
 from harlem.recorders.httpx import HttpxHarRecorder  # noqa: E402
-from tests.helpers import check_har  # noqa: E402
+from tests.helpers import recorders_of, check_har  # noqa: E402
 
 THIS_FILE = Path(__file__).resolve().as_uri()
 PATCHED = [(httpx.Client, "_send_single_request"), (httpx.AsyncClient, "_send_single_request")] + [
     (httpx.AsyncClient, name) for name in httpx_recorder._ASYNC_ENTRY_POINTS]
 
 
-class Recorded:
-    def __init__(self, **options: Any):
-        self.exporter = ModelHarExporter()
-        self.recorder = HttpxHarRecorder(self.exporter, **options)
-
-    @property
-    def entries(self) -> List[Dict[str, Any]]:
-        pipeline.flush()
-        return check_har(self.exporter.to_dict())["log"]["entries"]
-
-    def only_entry(self) -> Dict[str, Any]:
-        entries = self.entries
-        assert len(entries) == 1, [e["request"]["url"] for e in entries]
-        return entries[0]
-
-
 @pytest.fixture
 def record() -> Iterator[Callable[..., Any]]:
-    """``with record(**options) as rec:`` records httpx into ``rec`` until the block ends."""
-    started: List[HttpxHarRecorder] = []
-
-    @contextmanager
-    def start(**options: Any) -> Iterator[Recorded]:
-        recorded = Recorded(**options)
-        recorded.recorder.start()
-        started.append(recorded.recorder)
-        try:
-            yield recorded
-        finally:
-            pipeline.flush()
-            recorded.recorder.stop()
-
-    yield start
-    for recorder in started:  # a failed test must not leave the library patched
-        recorder.stop()
+    """``with record(**options) as rec:`` records into ``rec`` until the block ends."""
+    with recorders_of(HttpxHarRecorder) as start:
+        yield start
 
 
 def headers_of(message: Dict[str, Any]) -> List[Tuple[str, str]]:
