@@ -19,6 +19,7 @@ import time
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from ._threads import start_daemon
 from ._warn import warn_once
 from .capture import Exchange, capture_frames, now
 
@@ -198,8 +199,7 @@ def _put(item: Any) -> None:
     if _worker is None or not _worker.is_alive():
         with _lock:
             if _worker is None or not _worker.is_alive():
-                _worker = threading.Thread(target=_run, name="harlem-builder", daemon=True)
-                _worker.start()
+                _worker = start_daemon(_run, "harlem-builder")
     _queue.put(item)
 
 

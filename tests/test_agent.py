@@ -15,6 +15,7 @@ import subprocess
 import sysconfig
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -435,3 +436,31 @@ def test_the_pth_hook_in_an_installed_harlem(venv, tmp_path, server):
     assert result.returncode == 0, result.stderr
     assert len(entries(check_har(out))) == 2
     assert summary_lines(result.stderr) == [f"harlem: 2 entries -> {out}"]
+
+
+def _blocked_signals(thread_id: int) -> set:
+    """The signals a thread of this process blocks, from /proc (Linux)."""
+    status = Path(f"/proc/self/task/{thread_id}/status").read_text()
+    mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")), 16)
+    return {number for number in range(1, 65) if mask & (1 << (number - 1))}
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread masks from /proc")
+def test_harlem_threads_leave_the_program_signals_to_its_own_threads(tmp_path, server):
+    """A process-directed SIGTERM must not land in an idle harlem thread while main sleeps."""
+    import requests
+
+    from harlem import record_to_file
+
+    before = _blocked_signals(threading.get_native_id())
+    with record_to_file(tmp_path / "out.har", live=True, interval_seconds=0.05,
+                        in_background="thread"):
+        requests.get(server.url + "/json").content
+        ours = [t for t in threading.enumerate() if t.name.startswith("harlem-")]
+        names = {t.name for t in ours}
+        assert {"harlem-builder", "harlem-export"} <= names, names
+        for thread in ours:
+            blocked = _blocked_signals(thread.native_id)
+            assert {signal.SIGTERM, signal.SIGINT, signal.SIGHUP} <= blocked, thread.name
+            assert signal.SIGSEGV not in blocked, thread.name  # faulthandler still works there
+    assert _blocked_signals(threading.get_native_id()) == before

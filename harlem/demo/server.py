@@ -54,6 +54,8 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 from aiohttp import web
 from multidict import CIMultiDict
 
+from .._threads import start_daemon
+
 try:
     import brotli
 except ImportError:  # brotli is optional: /br answers 404 without it
@@ -482,8 +484,7 @@ class LoopbackServer:
             return self
         self._ready.clear()
         self._error = None
-        self._thread = threading.Thread(target=self._serve, name="harlem-loopback-server", daemon=True)
-        self._thread.start()
+        self._thread = start_daemon(self._serve, "harlem-loopback-server")
         if not self._ready.wait(self.startup_timeout):
             raise RuntimeError("the loopback server did not start in time")
         if self._error is not None:

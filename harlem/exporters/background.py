@@ -21,6 +21,7 @@ from typing import Any, Deque, Dict, Optional, Tuple
 
 import orjson
 
+from .._threads import start_daemon
 from .._warn import warn_once
 from .base import HarExporter
 
@@ -84,8 +85,7 @@ class BackgroundThreadHarExporter(HarExporter):
 
     def on_start(self) -> None:
         self._queue = SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="harlem-export", daemon=True)
-        self._thread.start()
+        self._thread = start_daemon(self._run, "harlem-export")
 
     def _run(self) -> None:
         try:

@@ -19,6 +19,7 @@ import time
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Tuple
 
+from .._threads import start_daemon
 from .._warn import warn_once
 from .base import HarExporter
 from .files import PathLike, atomic_write, check_writable
@@ -86,8 +87,7 @@ class LiveFileHarExporter(HarExporter):
             self._rewrite([])
         if self.interval_seconds and self.hard_interval:
             self._stopping.clear()
-            self._timer = threading.Thread(target=self._tick, name="harlem-live", daemon=True)
-            self._timer.start()
+            self._timer = start_daemon(self._tick, "harlem-live")
 
     def on_stop(self) -> None:
         if self._timer is not None:
