@@ -2,17 +2,24 @@
 
 ``record_to_file``, ``record_to_logger``, the ``harlem`` CLI, the agent and the pytest plugin
 all record through this class, so they behave alike: same libraries, same settings, same end.
+
+A library is instrumented when the recording starts if the program has already imported it,
+and otherwise the moment it imports it (a post-import hook): starting a recording never
+imports an HTTP library the program does not use (aiohttp, httpx and FastAPI together take
+hundreds of milliseconds to import).
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from typing import Any, Dict, List, Optional, Type
 
 from .exporters.base import HarExporter
 from .recorders import RECORDERS, available_recorders
 from .recorders.base import HarRecorder
-from .settings import Settings
+from .settings import Settings, trigger_modules
 
 __all__ = ["Recording", "file_exporter", "in_background"]
 
@@ -58,6 +65,9 @@ class Recording:
         self._pid = os.getpid()
         #: True when the final export failed (warned on stderr, never raised).
         self.export_failed = False
+        self._lock = threading.RLock()  # a library imported in another thread joins meanwhile
+        self._stopped = False
+        self._finder: Optional[Any] = None  # the post-import hook for libraries not yet imported
 
     @property
     def entry_count(self) -> int:
@@ -68,27 +78,45 @@ class Recording:
         return self._tally.failed
 
     def start(self, libraries: bool = True) -> "Recording":
-        """Start the exporter and, unless ``libraries`` is False, every available recorder."""
+        """Start the exporter and, unless ``libraries`` is False, the recorders: now for the
+        libraries already imported, at their import for the others."""
         self._tally.start()
+        self._stopped = False
         if libraries:
-            for name in self.settings.recorders or RECORDERS:
-                try:  # one library that cannot be imported or patched must not stop the rest
-                    for cls in available_recorders([name]):
-                        self.start_library(cls)
-                except Exception as exc:
-                    from ._warn import warn_once
+            triggers = trigger_modules(self.settings.recorders or RECORDERS)
+            imported = {name for module, name in triggers.items() if module in sys.modules}
+            for name in sorted(imported, key=list(triggers.values()).index):
+                self._start_named(name)
+            later = {module: name for module, name in triggers.items() if name not in imported}
+            if later:
+                from .agent.hooks import install
 
-                    warn_once(f"recorder-{name}", f"not recording {name}", exc)
+                self._finder = install(later, lambda module: self._start_named(later[module]))
         return self
 
+    def _start_named(self, name: str) -> None:
+        try:  # one library that cannot be imported or patched must not stop the rest
+            for cls in available_recorders([name]):
+                self.start_library(cls)
+        except Exception as exc:
+            from ._warn import warn_once
+
+            warn_once(f"recorder-{name}", f"not recording {name}", exc)
+
     def start_library(self, cls: Type[HarRecorder]) -> None:
-        if any(type(r) is cls for r in self.recorders):
-            return
-        recorder = cls(self._tally, self.settings)
-        recorder.start()
-        self.recorders.append(recorder)
+        with self._lock:
+            if self._stopped or any(type(r) is cls for r in self.recorders):
+                return
+            recorder = cls(self._tally, self.settings)
+            recorder.start()
+            self.recorders.append(recorder)
 
     def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            finder, self._finder = self._finder, None
+        if finder is not None and finder in sys.meta_path:
+            sys.meta_path.remove(finder)
         if os.getpid() != self._pid:
             for recorder in self.recorders:
                 recorder.receiving = False

@@ -16,10 +16,20 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
-__all__ = ["Settings", "SettingsError", "Option", "OPTIONS", "ENV_PREFIX", "KNOWN_RECORDERS"]
+__all__ = ["Settings", "SettingsError", "Option", "OPTIONS", "ENV_PREFIX", "KNOWN_RECORDERS",
+           "TRIGGER_MODULES", "trigger_modules"]
 
 ENV_PREFIX = "HARLEM_"
 KNOWN_RECORDERS = ("requests", "aiohttp", "httpx", "asgi")
+#: Recorders whose library is not the module of the same name: recorder name -> the modules
+#: whose import starts it. The others start with the module named like them (``requests``...).
+#: ``harlem.asgi``: a plain ASGI app that adds ``HarlemMiddleware`` itself is recorded too.
+TRIGGER_MODULES = {"asgi": ("starlette", "fastapi", "harlem.asgi")}
+
+
+def trigger_modules(names: "Iterable[str]") -> "Dict[str, str]":
+    """Module name -> the recorder (of ``names``) that starts once that module is imported."""
+    return {module: name for name in names for module in TRIGGER_MODULES.get(name, (name,))}
 
 
 class SettingsError(ValueError):

@@ -178,3 +178,34 @@ def test_a_library_that_cannot_be_recorded_is_skipped_with_one_warning(tmp_path,
         requests.get(server.url + "/json")
     assert len(check_har(path)["log"]["entries"]) == 1
     assert capfd.readouterr().err.count("not recording aiohttp") == 1
+
+
+LATE_IMPORT = """
+import sys
+from harlem import record_to_file
+url, path = sys.argv[1], sys.argv[2]
+with record_to_file(path):
+    heavy = sorted(m for m in ("aiohttp", "httpx", "fastapi", "starlette", "requests")
+                   if m in sys.modules)
+    print(",".join(heavy) or "none")
+    import requests  # imported inside the block: recorded from its first request
+    requests.get(url + "/json").content
+import requests.adapters
+print(type(requests.adapters.HTTPAdapter.__dict__["send"]).__name__)
+"""
+
+
+def test_a_recording_imports_no_library_and_records_one_imported_later(tmp_path, server):
+    """Starting a recording must not import every installed HTTP library (hundreds of ms)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO_ROOT
+
+    path = tmp_path / "out.har"
+    result = subprocess.run([sys.executable, "-c", LATE_IMPORT, server.url, str(path)],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["none", "function"]  # unpatched again after the block
+    entries = check_har(path)["log"]["entries"]
+    assert [e["request"]["url"] for e in entries] == [server.url + "/json"]

@@ -35,11 +35,6 @@ OUTPUT_VARIABLE = "HARLEM_OUTPUT"
 #: Beside the output, the folder where the processes other than the top write their parts.
 PARTS_SUFFIX = ".parts"
 
-#: Recorders whose library is not the module of the same name: recorder name -> trigger modules.
-#: The others are triggered by the module named like the recorder (``requests``, ``aiohttp``...).
-#: ``harlem.asgi``: a plain ASGI app that adds ``HarlemMiddleware`` itself is recorded too.
-TRIGGER_MODULES = {"asgi": ("starlette", "fastapi", "harlem.asgi")}
-
 _activated = False
 _agent: "Optional[Agent]" = None
 _real_exit = os._exit
@@ -57,9 +52,9 @@ class Agent:
         self.finished_in = 0  # the pid that finished (a forked child starts unfinished)
         self.finishing = 0  # the thread exporting right now
         self.pending_signal = 0  # a signal that arrived during that export
-        names = settings.recorders or _known_recorders()
-        self.triggers: "Dict[str, str]" = {
-            module: name for name in names for module in TRIGGER_MODULES.get(name, (name,))}
+        from ..settings import KNOWN_RECORDERS, trigger_modules
+
+        self.triggers: "Dict[str, str]" = trigger_modules(settings.recorders or KNOWN_RECORDERS)
 
     @property
     def is_top(self) -> bool:
@@ -227,12 +222,6 @@ def _exit(status: int) -> "NoReturn":
     if agent is not None:
         agent.finish()
     _real_exit(status)
-
-
-def _known_recorders() -> "tuple":
-    from ..settings import KNOWN_RECORDERS
-
-    return KNOWN_RECORDERS
 
 
 def _warn(key: str, message: str, exc: "Optional[BaseException]" = None) -> None:
