@@ -1,12 +1,17 @@
 """From raw exchange to exporter: the one path every recorder's data takes.
 
 Recorders call :func:`begin` when a library call starts and :func:`finish` when the exchange is
-over. :func:`finish` only appends the exchange to a queue; a single daemon thread (the
+over. :func:`finish` only appends the exchange to a backlog; a single daemon thread (the
 *builder*) turns it into a HAR entry dict and hands it to each listening recorder's exporter.
-This keeps entry building, redaction and serialisation off the user's request path: the
-builder mostly runs while the user's thread waits on the network.
+This keeps entry building, redaction and serialisation off the user's request path.
 
-Pages (``harlem.page()``) travel through the same queue, so an exporter always sees a page
+The builder works in batches: woken by the first exchange of a batch, it lets
+:data:`BATCH_SECONDS` pass, then builds everything that arrived meanwhile. Waking a thread and
+handing it the GIL costs more than building a small entry, and a program making requests in a
+loop would otherwise pay for one wake-up per request, while its own thread waits for the GIL.
+A flush, a page, a recorder stopping or :data:`WAKE_BYTES` of waiting bodies wake it at once.
+
+Pages (``harlem.page()``) travel through the same backlog, so an exporter always sees a page
 before the entries that name it. :func:`flush` waits until everything queued so far has been
 exported; recorders flush when they stop, so a ``with`` block's file is complete at its end.
 """
@@ -16,7 +21,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from queue import SimpleQueue
+from collections import deque
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ._threads import start_daemon
@@ -34,18 +39,26 @@ DEFAULT_PAGE_ID = "page_0"
 DEFAULT_PAGE_TITLE = "harlem recording"
 #: Past this many body bytes waiting for the builder, :func:`finish` waits (bounded memory).
 MAX_PENDING_BYTES = 32 * 1024 * 1024
+#: Past this many, the builder starts on the batch at once instead of waiting it out.
+WAKE_BYTES = 4 * 1024 * 1024
+#: How long the builder lets a batch gather: the most an entry waits to reach its exporter.
+BATCH_SECONDS = 0.05
 
 _lock = threading.RLock()
 _listeners: Dict[str, Tuple["HarRecorder", ...]] = {}
 _open_pages: List[dict] = []
 _page_counter = 0
 _in_flight: "set[Exchange]" = set()
-_queue: "SimpleQueue[Any]" = SimpleQueue()
+# Appends and pops on a deque are atomic: producers and the builder share it without a lock.
+_backlog: "deque[Any]" = deque()
 _worker: Optional[threading.Thread] = None
-_pending_bytes = 0
-# An RLock: a generator closed by the garbage collector may finish an exchange on a thread
-# that is already inside this condition.
-_pending_cond = threading.Condition(threading.RLock())
+_wake = threading.Event()
+_idle = False  # the builder waits for a first item, with no timeout: the next one must wake it
+_urgent = False  # someone waits for the backlog (flush) or it is large: no batching delay
+_pending_bytes = 0  # body bytes in the backlog; under _lock
+# Waited on by a producer past MAX_PENDING_BYTES; shares _lock (an RLock: a generator closed by
+# the garbage collector may finish an exchange on a thread that is already inside it).
+_pending_cond = threading.Condition(_lock)
 # Which page ids each exporter has been given, so a shared exporter gets each page once.
 _pages_sent: "Dict[int, set]" = {}
 
@@ -94,15 +107,15 @@ def finish(exchange: Exchange) -> None:
     exchange.finished = True
     if exchange.t_end is None:
         exchange.t_end = now()
+    size = exchange.response_size + len(exchange.request_body or b"")
     with _lock:
         _in_flight.discard(exchange)
-    size = exchange.response_size + len(exchange.request_body or b"")
-    with _pending_cond:
         while _pending_bytes > MAX_PENDING_BYTES and _worker is not None and _worker.is_alive() \
                 and threading.current_thread() is not _worker:
             _pending_cond.wait(0.5)
         _pending_bytes += size
-    _put(exchange)
+        large = _pending_bytes > WAKE_BYTES
+    _put(exchange, urgent=large)
 
 
 # --- pages -------------------------------------------------------------------------------------
@@ -130,7 +143,7 @@ def open_page(title: str) -> dict:
         page = _new_page(f"page_{_page_counter}", str(title))
         _open_pages.append(page)
         exporters = _active_exporters()
-    _put(("page", page, exporters))
+    _put(("page", page, exporters), urgent=True)
     return page
 
 
@@ -162,7 +175,7 @@ def attach(recorder: "HarRecorder") -> None:
             _listeners[recorder.library] = current + (recorder,)
         pages = [default_page()] + list(_open_pages)
     for page in pages:
-        _put(("page", page, [recorder.exporter]))
+        _put(("page", page, [recorder.exporter]), urgent=True)
 
 
 def detach(recorder: "HarRecorder") -> None:
@@ -182,7 +195,7 @@ def detach(recorder: "HarRecorder") -> None:
         for exchange in unfinished:  # it gets this partial entry instead of the final one
             exchange.listeners = tuple(r for r in exchange.listeners if r is not recorder)
     for exchange in unfinished:
-        _put(("partial", exchange, recorder))
+        _put(("partial", exchange, recorder), urgent=True)
     flush()
     _pages_sent.pop(id(recorder.exporter), None) if not _exporter_in_use(recorder.exporter) else None
 
@@ -194,13 +207,19 @@ def _exporter_in_use(exporter: "HarExporter") -> bool:
 # --- the builder thread ------------------------------------------------------------------------
 
 
-def _put(item: Any) -> None:
-    global _worker
+def _put(item: Any, urgent: bool = False) -> None:
+    """Add ``item`` to the backlog; wake the builder if it sleeps (or now, if ``urgent``)."""
+    global _worker, _urgent
     if _worker is None or not _worker.is_alive():
         with _lock:
             if _worker is None or not _worker.is_alive():
                 _worker = start_daemon(_run, "harlem-builder")
-    _queue.put(item)
+    _backlog.append(item)
+    if urgent:
+        _urgent = True
+        _wake.set()
+    elif _idle:  # read after the append: the builder either sees the item or is woken
+        _wake.set()
 
 
 def flush(timeout: Optional[float] = None) -> bool:
@@ -208,31 +227,45 @@ def flush(timeout: Optional[float] = None) -> bool:
     if threading.current_thread() is _worker:
         return True
     done = threading.Event()
-    _put(done)
+    _put(done, urgent=True)
     return done.wait(timeout)
 
 
 def _run() -> None:
-    global _pending_bytes
-    queue = _queue
+    global _idle, _urgent
+    backlog = _backlog
     while True:
-        item = queue.get()
-        try:
-            if isinstance(item, Exchange):
-                try:
-                    _deliver(item, item.listeners)
-                finally:
-                    with _pending_cond:
-                        _pending_bytes -= item.response_size + len(item.request_body or b"")
-                        _pending_cond.notify_all()
-            elif isinstance(item, threading.Event):
-                item.set()
-            elif item[0] == "page":
-                _deliver_page(item[1], item[2])
-            elif item[0] == "partial":
-                _deliver(item[1], (item[2],), partial=True)
-        except BaseException as exc:  # the builder must outlive any bad exchange
-            warn_once("builder", "could not record an HTTP exchange", exc)
+        _idle = True
+        if not backlog:  # checked after _idle is set: an item appended since then wakes us
+            _wake.wait()
+        _idle = False
+        _wake.clear()
+        if not _urgent:  # let the batch gather; an urgent item cuts the wait short
+            _wake.wait(BATCH_SECONDS)
+            _wake.clear()
+        _urgent = False
+        while backlog:
+            _handle(backlog.popleft())
+
+
+def _handle(item: Any) -> None:
+    global _pending_bytes
+    try:
+        if isinstance(item, Exchange):
+            try:
+                _deliver(item, item.listeners)
+            finally:
+                with _lock:
+                    _pending_bytes -= item.response_size + len(item.request_body or b"")
+                    _pending_cond.notify_all()
+        elif isinstance(item, threading.Event):
+            item.set()
+        elif item[0] == "page":
+            _deliver_page(item[1], item[2])
+        elif item[0] == "partial":
+            _deliver(item[1], (item[2],), partial=True)
+    except BaseException as exc:  # the builder must outlive any bad exchange
+        warn_once("builder", "could not record an HTTP exchange", exc)
 
 
 def _deliver_page(page: dict, exporters: List["HarExporter"]) -> None:
@@ -277,12 +310,15 @@ def _after_fork_in_child() -> None:
 
     Whoever wants the child recorded (the agent) attaches new recorders after this runs.
     """
-    global _lock, _queue, _worker, _pending_bytes, _pending_cond, _listeners, _open_pages
+    global _lock, _backlog, _worker, _wake, _idle, _urgent, _pending_bytes, _pending_cond
+    global _listeners, _open_pages
     _lock = threading.RLock()
-    _queue = SimpleQueue()
+    _backlog = deque()
     _worker = None
+    _wake = threading.Event()
+    _idle = _urgent = False
     _pending_bytes = 0
-    _pending_cond = threading.Condition(threading.RLock())
+    _pending_cond = threading.Condition(_lock)
     _listeners = {}
     _in_flight.clear()
     _pages_sent.clear()
