@@ -98,12 +98,17 @@ def hypercorn_tls_server(app: Any, tmp_path: Path) -> Iterator[Tuple[str, str]]:
     config.certfile = config.keyfile = str(pem)
     config.loglevel = "WARNING"
     loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
+    # A future of the server's loop, not an asyncio.Event: on Python 3.9 an Event binds to the
+    # loop current where it is made, and this thread has none.
+    stopping = loop.create_future()
     ready = threading.Event()
+
+    async def shutdown_trigger() -> None:
+        await stopping
 
     async def run() -> None:
         ready.set()
-        await hypercorn_asyncio.serve(app, config, shutdown_trigger=stop.wait)
+        await hypercorn_asyncio.serve(app, config, shutdown_trigger=shutdown_trigger)
 
     thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
     thread.start()
@@ -120,7 +125,7 @@ def hypercorn_tls_server(app: Any, tmp_path: Path) -> Iterator[Tuple[str, str]]:
     try:
         yield url, client_context
     finally:
-        loop.call_soon_threadsafe(stop.set)
+        loop.call_soon_threadsafe(stopping.set_result, None)
         thread.join(10)
 
 

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
+from packaging.version import Version
 
 httpx = pytest.importorskip("httpx")
+httpcore = pytest.importorskip("httpcore")
 
 import harlem._warn  # noqa: E402
 from harlem import pipeline  # noqa: E402
@@ -137,7 +139,9 @@ def test_the_program_sees_the_same_with_and_without_recording(record: Any, serve
 def test_module_level_helpers_are_recorded(record: Any, server: Any) -> None:
     with record() as rec:
         assert httpx.get(server.url + "/json").json() == JSON_BODY
-        assert httpx.post(server.url + "/echo", json={"k": "v"}).json()["body_text"] == '{"k":"v"}'
+        # The body as the server got it (httpx < 0.28 puts spaces in its JSON, 0.28 does not)
+        sent = httpx.post(server.url + "/echo", json={"k": "v"}).json()["body_text"]
+        assert json.loads(sent) == {"k": "v"}
     get, post = rec.entries
     assert get["request"]["method"] == "GET" and post["request"]["method"] == "POST"
     assert post["request"]["postData"]["mimeType"] == "application/json"
@@ -261,7 +265,8 @@ def test_stream_keeps_its_pace_and_is_recorded_whole(record: Any, server: Any) -
 def test_iter_lines_and_text_go_through_the_same_body(record: Any, server: Any) -> None:
     with record() as rec, httpx.Client() as client:
         with client.stream("GET", server.url + "/gzip-chunked") as response:
-            lines = list(response.iter_lines())
+            # httpx < 0.24 ends each line with its "\n", 0.24 and later strip it
+            lines = [line.rstrip("\n") for line in response.iter_lines()]
     assert "\n".join(lines) + "\n" == COMPRESSIBLE_TEXT
     assert rec.only_entry()["response"]["content"]["text"] == COMPRESSIBLE_TEXT
 
@@ -423,8 +428,10 @@ def test_unawaited_coroutine_warning_names_httpx(record: Any, server: Any) -> No
         assert coroutine.__qualname__ == "AsyncClient.get"
         # Known difference: httpx's own coroutine exists from the call on (so that bad arguments
         # raise where they did), so closing the never-started one still warns, naming httpx.
+        # Python 3.12 and later warn only when harlem's wrapper, which holds it, is freed.
         with pytest.warns(RuntimeWarning, match="'AsyncClient.get' was never awaited"):
             coroutine.close()
+            del coroutine
 
 
 # --- HTTP/2 -------------------------------------------------------------------------------------
@@ -459,9 +466,18 @@ def test_http2(record: Any, tmp_path: Path) -> None:
         assert entry["request"]["httpVersion"] == entry["response"]["httpVersion"] == "http/2.0"
         assert entry["response"]["content"]["text"] == "over 2"
         assert header(entry["response"], "x-dup") == ["1", "2"]
-        assert entry["serverIPAddress"] == "127.0.0.1"
-    # The async requests shared one HTTP/2 connection.
-    assert len({e["connection"] for e in entries[2:]}) == 1
+    # Each client's requests shared one HTTP/2 connection (the async ones concurrently).
+    for shared in (entries[:2], entries[2:]):
+        if Version(httpcore.__version__) >= Version("0.17.3"):
+            assert {(e["serverIPAddress"], e["connection"]) for e in shared} \
+                == {("127.0.0.1", shared[0]["connection"])}
+        else:
+            # Known limit (docs/libraries.md): older httpcore puts no network stream in HTTP/2
+            # responses, so only the request that made the connection knows its addresses.
+            made, = [e for e in shared if e["timings"]["connect"] >= 0]
+            assert made["serverIPAddress"] == "127.0.0.1" and made["connection"]
+            assert not any("serverIPAddress" in e or "connection" in e
+                           for e in shared if e is not made)
 
 
 # --- the library's own interfaces stay as they were -----------------------------------------------
