@@ -295,12 +295,20 @@ def test_every_ending_leaves_a_complete_har_and_the_programs_exit_status(tmp_pat
 
 
 def waiting(count: int = 2) -> str:
-    """Makes ``count`` requests, then prints ``ready`` and waits for a signal."""
+    """Makes ``count`` requests, then prints ``ready`` and waits for a signal.
+
+    It waits in short sleeps, as a program's event loop does: a Python-level signal handler
+    (harlem's, or the program's own) runs only once the main thread is back in Python, and a
+    signal that lands between Python's check and the start of a blocking call waits for that
+    call to end (docs/agent.md, "Signals"). On a loaded machine that instant is wide enough
+    for a single 60 s sleep to swallow the signal.
+    """
     return REQUESTS + f"""
 fetch({count})
 print("ready", flush=True)
 import time
-time.sleep(60)
+for _ in range(1200):
+    time.sleep(0.05)
 """
 
 
