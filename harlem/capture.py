@@ -12,14 +12,15 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 __all__ = ["Exchange", "now", "capture_frames", "register_library_path"]
 
 #: The one clock for phase timestamps: monotonic, sub-microsecond, comparable across threads.
 now = time.perf_counter
 
-Header = Tuple[str, str]
+#: A header as a recorder keeps it: ``(name, value)``, both ``str`` or both wire ``bytes``.
+Header = Tuple[Any, Any]
 
 # Files whose frames never appear in ``_initiator``: harlem's machinery, wrapt, and the HTTP
 # libraries (each recorder registers its own), so that the first frame is the user's call site.
@@ -37,9 +38,16 @@ _hidden_tuple: Tuple[str, ...] = tuple(_HIDDEN_PREFIXES)
 MAX_FRAMES = 30
 
 
+# Whether each code object seen on a captured stack is hidden: one dict look-up per frame
+# instead of a prefix test per frame and prefix. Emptied when the prefixes change, and when it
+# grows past _MAX_CODES (a program that compiles code at run time keeps making new ones).
+_hidden_codes: Dict[Any, bool] = {}
+_MAX_CODES = 20000
+
+
 def register_library_path(module: Any) -> None:
     """Hide the frames of ``module``'s package (a recorder's library) from ``_initiator``."""
-    global _hidden_tuple
+    global _hidden_tuple, _hidden_codes
     path = getattr(module, "__file__", None)
     if not path:
         return
@@ -51,6 +59,7 @@ def register_library_path(module: Any) -> None:
     if folder not in _HIDDEN_PREFIXES:
         _HIDDEN_PREFIXES.append(folder)
         _hidden_tuple = tuple(_HIDDEN_PREFIXES)
+        _hidden_codes = {}
 
 
 def capture_frames(depth: int = 2) -> Tuple[Tuple[Any, int, int], ...]:
@@ -63,12 +72,19 @@ def capture_frames(depth: int = 2) -> Tuple[Tuple[Any, int, int], ...]:
         frame: Any = sys._getframe(depth)
     except ValueError:
         return ()
-    hidden = _hidden_tuple
+    global _hidden_codes
+    hidden_codes = _hidden_codes
+    if len(hidden_codes) > _MAX_CODES:
+        hidden_codes = _hidden_codes = {}
     out: List[Tuple[Any, int, int]] = []
     while frame is not None and len(out) < MAX_FRAMES:
         code = frame.f_code
-        filename = code.co_filename
-        if not filename.startswith(hidden) and not filename.startswith("<frozen"):
+        hidden = hidden_codes.get(code)
+        if hidden is None:
+            filename = code.co_filename
+            hidden = hidden_codes[code] = (filename.startswith(_hidden_tuple)
+                                           or filename.startswith("<frozen"))
+        if not hidden:
             out.append((code, frame.f_lineno or 0, frame.f_lasti))
         frame = frame.f_back
     return tuple(out)
@@ -143,7 +159,8 @@ class Exchange:
         self.url = url
         #: ``"HTTP/1.1"``, ``"HTTP/1.0"`` or ``"http/2.0"`` once known.
         self.http_version = ""
-        #: Headers exactly as sent: ordered, duplicates kept, ``str`` names and values.
+        #: Headers exactly as sent: ordered, duplicates kept; names and values are ``str``, or
+        #: ``bytes`` as on the wire, which the builder decodes (UTF-8, else ISO-8859-1).
         self.request_headers: List[Header] = []
         #: The request body as bytes, ``None`` when there was none or it could not be seen.
         self.request_body: Optional[bytes] = None

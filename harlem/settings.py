@@ -256,7 +256,8 @@ class Settings:
     every default. Hashable, so the entry builder can cache what it derives from them.
     """
 
-    __slots__ = tuple(option.name for option in OPTIONS)
+    # _hash: computed once, since the builder looks settings up in dicts for every entry.
+    __slots__ = tuple(option.name for option in OPTIONS) + ("_hash",)
 
     if TYPE_CHECKING:  # pragma: no cover
         output: Optional[str]
@@ -282,6 +283,7 @@ class Settings:
             object.__setattr__(self, option.name, values.pop(option.name, option.default))
         if values:
             raise TypeError(f"unexpected keyword argument {next(iter(values))!r}")
+        object.__setattr__(self, "_hash", hash(self._values()))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Settings are immutable: use .replace(...)")
@@ -290,10 +292,16 @@ class Settings:
         return tuple(getattr(self, option.name) for option in OPTIONS)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Settings) and self._values() == other._values()
+        return self is other or (isinstance(other, Settings) and self._hash == other._hash
+                                 and self._values() == other._values())
 
     def __hash__(self) -> int:
-        return hash(self._values())
+        return self._hash
+
+    def __reduce__(self) -> Any:
+        # By value: a string's hash differs from one process to the next, so the cached
+        # hash must be computed again where the settings land (a background process).
+        return (_rebuild, (tuple((o.name, getattr(self, o.name)) for o in OPTIONS),))
 
     def __repr__(self) -> str:
         changed = ", ".join(f"{o.name}={getattr(self, o.name)!r}" for o in OPTIONS
@@ -424,3 +432,8 @@ def options_table() -> List[Tuple[str, str, str, str]]:
         flag = ("--no-" + option.flag[2:]) if option.negative_flag else option.flag
         rows.append((option.name, flag, option.env, option.off_help if option.negative_flag else option.help))
     return rows
+
+
+def _rebuild(items: Tuple[Tuple[str, Any], ...]) -> Settings:
+    """Unpickle :class:`Settings` (see ``Settings.__reduce__``)."""
+    return Settings(**dict(items))

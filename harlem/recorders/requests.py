@@ -218,10 +218,20 @@ def _response_headers(raw: Any) -> List[Tuple[str, str]]:
     """Response headers in wire order with duplicates, as http.client parsed them.
 
     ``HTTPResponse.headers`` is a dict; the message http.client parsed keeps order and
-    repetitions.
+    repetitions. Its ``_headers`` list holds them as parsed (``items()`` would run each one
+    through the email policy, which changes nothing in text decoded as ISO-8859-1), and an
+    all-ASCII list, the usual case, is taken as it is.
     """
     message = getattr(getattr(raw, "_original_response", None), "msg", None)
-    items = message.items() if message is not None else raw.headers.items()
+    items = getattr(message, "_headers", None)
+    if items is None:
+        items = message.items() if message is not None else raw.headers.items()
+    else:
+        try:
+            if "".join(map("".join, items)).isascii():
+                return list(items)
+        except TypeError:  # not text: take the careful path below
+            pass
     return [(_wire_text(str(name)), _wire_text(str(value))) for name, value in items]
 
 
@@ -330,7 +340,12 @@ def _putheader(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
     result = wrapped(*args, **kwargs)
     exchange = _thread.exchange
     if exchange is not None:
-        _header_sent(exchange, args, kwargs)
+        # The common call, one text name and value, costs one append; the rest is careful.
+        if len(args) == 2 and type(args[0]) is str and type(args[1]) is str \
+                and args[1] != _skip_header:
+            exchange.request_headers.append(args)
+        else:
+            _header_sent(exchange, args, kwargs)
     return result
 
 
