@@ -743,10 +743,11 @@ async def test_harlem_failure_never_breaks_the_request(server: Any, record: Any,
                                                        capsys: Any) -> None:
     monkeypatch.setattr(harlem._warn, "_seen", set())
 
-    def broken(raw: bytes) -> str:
+    def broken(reader: Any) -> int:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(recorder_module, "_header_text", broken)
+    # a helper of the step that notes the response (harlem's bookkeeping, inside its guard)
+    monkeypatch.setattr(recorder_module, "_claim_early_wire", broken)
     with record():
         async with aiohttp.ClientSession() as session:
             for _ in range(3):

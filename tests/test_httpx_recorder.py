@@ -556,10 +556,11 @@ def test_bookkeeping_failure_is_a_warning_not_the_programs_problem(
         record: Any, server: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
     monkeypatch.setattr(harlem._warn, "_seen", set())
 
-    def broken(raw: bytes) -> str:
+    def broken(message: Any) -> bytes:
         raise RuntimeError("bookkeeping broke")
 
-    monkeypatch.setattr(httpx_recorder, "_header_text", broken)
+    # a helper of both the request's and the response's step, inside their guards
+    monkeypatch.setattr(httpx_recorder, "_held_content", broken)
     with record(), httpx.Client() as client:
         assert client.get(server.url + "/json").json() == JSON_BODY
         assert client.get(server.url + "/json").json() == JSON_BODY

@@ -89,16 +89,25 @@ def _response_started(ex: Exchange) -> bool:
     return ex.status != 0 or bool(ex.response_headers)
 
 
-def _headers(raw: List[Tuple[str, str]], rules: Optional[Rules], wanted: frozenset
+def _headers(raw: List[Tuple[Any, Any]], rules: Optional[Rules], wanted: frozenset
              ) -> Tuple[List[Dict[str, str]], int, Dict[str, List[str]]]:
     """One pass over a header list: HAR headers (redacted), the bytes their lines take on the
-    wire, and the raw values of the ``wanted`` (lowercased) names."""
+    wire, and the raw values of the ``wanted`` (lowercased) names.
+
+    Names and values are ``str``, or ``bytes`` as they were on the wire (see
+    :func:`header_text`)."""
     out = []
     size = 0
     found: Dict[str, List[str]] = {}
+    # The names whose values redaction may change (None: every one, as patterns apply to all).
+    touched = rules.header_names if rules is not None else frozenset()
     for name, value in raw:
         if type(name) is str and type(value) is str and name.isascii() and value.isascii():
             size += len(name) + len(value) + 4  # ": " and CRLF
+        elif type(name) is bytes and type(value) is bytes:
+            size += len(name) + len(value) + 4
+            name = header_text(name)
+            value = header_text(value)
         else:
             name = clean_str(name)
             value = clean_str(value)
@@ -106,10 +115,29 @@ def _headers(raw: List[Tuple[str, str]], rules: Optional[Rules], wanted: frozens
         lname = name.lower()
         if lname in wanted:
             found.setdefault(lname, []).append(value)
-        if rules is not None:
-            value = rules.header(lname, value)
+        if touched is None or lname in touched:
+            value = rules.header(lname, value)  # type: ignore[union-attr]
         out.append({"name": name, "value": value})
     return out, size, found
+
+
+def header_text(raw: bytes) -> str:
+    """Header bytes as every recorder spells them: UTF-8 where they are, else ISO-8859-1.
+
+    Recorders may hand over the bytes as they were on the wire, so that decoding happens here,
+    off the program's request path.
+    """
+    if raw.isascii():
+        return raw.decode("ascii")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _decoded(raw: List[Tuple[Any, Any]]) -> List[Tuple[str, str]]:
+    return [(header_text(n) if type(n) is bytes else n, header_text(v) if type(v) is bytes else v)
+            for n, v in raw]
 
 
 def _byte_len(text: str) -> int:
@@ -223,7 +251,7 @@ def _response(ex: Exchange, settings: Settings, rules: Optional[Rules], version:
         response["_error"] = net_error(ex.error, started)
         message = clean_str(describe(ex.error))
         if rules is not None:
-            message = rules.scrub(message, ex.url, ex.request_headers)
+            message = rules.scrub(message, ex.url, _decoded(ex.request_headers))
         comments.append(message)
     if partial:
         comments.append(PARTIAL_COMMENT)

@@ -56,7 +56,8 @@ _MIN_SCRUB = 3
 class Rules:
     """The compiled redaction rules of one :class:`~harlem.settings.Settings`."""
 
-    __slots__ = ("headers", "credentials", "query", "fields", "patterns", "_field_re")
+    __slots__ = ("headers", "credentials", "query", "fields", "patterns", "header_names",
+                 "_field_re")
 
     def __init__(self, defaults: bool, headers: Iterable[str], query: Iterable[str],
                  fields: Iterable[str], patterns: Iterable[str]):
@@ -67,6 +68,9 @@ class Rules:
         self.query: FrozenSet[str] = frozenset(q.lower() for q in query)
         self.fields: FrozenSet[str] = frozenset(f.lower() for f in fields)
         self.patterns: Tuple["re.Pattern[str]", ...] = tuple(re.compile(p) for p in patterns)
+        #: Lowercased header names whose values :meth:`header` may change; with patterns, all.
+        self.header_names: Optional[FrozenSet[str]] = (
+            None if self.patterns else self.headers | URL_HEADERS)
         self._field_re = None
         if self.fields:
             names = "|".join(re.escape(f) for f in sorted(self.fields))

@@ -468,8 +468,7 @@ def _response_started(hop: Exchange, response: Any) -> None:
         hop.http_version = f"HTTP/{version.major}.{version.minor}"
     hop.status = int(response.status)
     hop.reason = str(response.reason or "")
-    hop.response_headers = [(_header_text(name), _header_text(value))
-                            for name, value in response.raw_headers]
+    hop.response_headers = list(response.raw_headers)  # bytes: the builder decodes them
     reader = response.content
     if hop.status == 101:  # switching protocols: no body, the connection now carries another
         _end_body(hop, reader, complete=True)
@@ -486,13 +485,6 @@ def _response_started(hop: Exchange, response: Any) -> None:
         _end_body(hop, reader, complete=True)
     else:
         _readers[reader] = hop
-
-
-def _header_text(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
 
 
 def _on_release(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:

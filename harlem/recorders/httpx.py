@@ -304,8 +304,7 @@ class _Hop:
     @_quietly
     def start(self, is_async: bool) -> None:
         request, ex = self.request, self.ex
-        ex.request_headers = [(_header_text(name), _header_text(value))
-                              for name, value in request.headers.raw]
+        ex.request_headers = list(request.headers.raw)  # bytes: the builder decodes them
         body = _held_content(request)
         if body is not None:
             ex.request_body = body
@@ -360,8 +359,7 @@ class _Hop:
         ex.reason = str(response.reason_phrase or "")
         version = str(response.http_version or "HTTP/1.1")
         ex.http_version = _HTTP_VERSIONS.get(version, version)
-        ex.response_headers = [(_header_text(name), _header_text(value))
-                               for name, value in response.headers.raw]
+        ex.response_headers = list(response.headers.raw)
         _note_addresses(ex, _network_stream(response))  # also for a reused connection
         content = _held_content(response)
         if content is not None:  # the transport's response came with its body read
@@ -452,13 +450,6 @@ class _Hop:
                 ex.response_chunks = self.stash
                 ex.response_size = self.stash_size
         pipeline.finish(ex)
-
-
-def _header_text(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
 
 
 def _note_addresses(ex: Exchange, stream: Any) -> None:
