@@ -11,6 +11,13 @@ handing it the GIL costs more than building a small entry, and a program making 
 loop would otherwise pay for one wake-up per request, while its own thread waits for the GIL.
 A flush, a page, a recorder stopping or :data:`WAKE_BYTES` of waiting bodies wake it at once.
 
+When every exporter listening needs its entries only when it stops (a file written at the end:
+:attr:`HarExporter.deferrable`), the builder also waits for the program to pause: it builds
+once a batch window passes with no new exchange, and a program busy making requests back to
+back is not slowed by building under its feet (the builder would hold the GIL it needs). The
+wait ends at :data:`MAX_DEFERRED` exchanges or :data:`MAX_DEFER_SECONDS`, so memory and the
+work of one batch stay bounded. Live files, logs and models get every entry within a batch.
+
 Pages (``harlem.page()``) travel through the same backlog, so an exporter always sees a page
 before the entries that name it. :func:`flush` waits until everything queued so far has been
 exported; recorders flush when they stop, so a ``with`` block's file is complete at its end.
@@ -41,11 +48,20 @@ DEFAULT_PAGE_TITLE = "harlem recording"
 MAX_PENDING_BYTES = 32 * 1024 * 1024
 #: Past this many, the builder starts on the batch at once instead of waiting it out.
 WAKE_BYTES = 4 * 1024 * 1024
-#: How long the builder lets a batch gather: the most an entry waits to reach its exporter.
+#: How long the builder lets a batch gather: the most an entry waits to reach an exporter
+#: that shows entries as they come.
 BATCH_SECONDS = 0.05
+#: For exporters that write at the end: build after at most this long, pause or not ...
+MAX_DEFER_SECONDS = 10.0
+#: ... or once this many exchanges wait.
+MAX_DEFERRED = 10_000
 
 _lock = threading.RLock()
 _listeners: Dict[str, Tuple["HarRecorder", ...]] = {}
+# How many body bytes an exchange keeps for each listener tuple: the most any of them wants.
+_body_limits: Dict[Tuple["HarRecorder", ...], int] = {}
+# True while every listening exporter is deferrable: the builder may wait for a pause.
+_deferrable = False
 _open_pages: List[dict] = []
 _page_counter = 0
 _in_flight: "set[Exchange]" = set()
@@ -93,7 +109,8 @@ def begin(library: str, method: str = "GET", url: str = "", depth: int = 3,
     exchange = Exchange(library, method, url, capture_frames(depth) if frames is None else frames)
     exchange.listeners = listeners
     exchange.page_id = _open_pages[-1]["id"] if _open_pages else None
-    exchange.body_limit = max(r.settings.max_body_size if r.settings.bodies else 0 for r in listeners)
+    limit = _body_limits.get(listeners)
+    exchange.body_limit = _limit_of(listeners) if limit is None else limit
     with _lock:
         _in_flight.add(exchange)
     return exchange
@@ -172,10 +189,28 @@ def attach(recorder: "HarRecorder") -> None:
     with _lock:
         current = _listeners.get(recorder.library, ())
         if recorder not in current:
-            _listeners[recorder.library] = current + (recorder,)
+            _set_listeners(recorder.library, current + (recorder,))
         pages = [default_page()] + list(_open_pages)
     for page in pages:
         _put(("page", page, [recorder.exporter]), urgent=True)
+
+
+def _limit_of(recorders: Tuple["HarRecorder", ...]) -> int:
+    return max(r.settings.max_body_size if r.settings.bodies else 0 for r in recorders)
+
+
+def _set_listeners(library: str, recorders: Tuple["HarRecorder", ...]) -> None:
+    """Under ``_lock``: who listens to ``library`` now (nobody when ``recorders`` is empty)."""
+    global _deferrable
+    old = _listeners.get(library)
+    if recorders:  # the limit first: begin() may read it as soon as the tuple is listed
+        _body_limits[recorders] = _limit_of(recorders)
+        _listeners[library] = recorders
+    else:
+        _listeners.pop(library, None)
+    if old is not None and old != recorders:
+        _body_limits.pop(old, None)
+    _deferrable = all(r.exporter.deferrable for rs in _listeners.values() for r in rs)
 
 
 def detach(recorder: "HarRecorder") -> None:
@@ -186,11 +221,7 @@ def detach(recorder: "HarRecorder") -> None:
     """
     with _lock:
         current = _listeners.get(recorder.library, ())
-        remaining = tuple(r for r in current if r is not recorder)
-        if remaining:
-            _listeners[recorder.library] = remaining
-        else:
-            _listeners.pop(recorder.library, None)
+        _set_listeners(recorder.library, tuple(r for r in current if r is not recorder))
         unfinished = [ex for ex in _in_flight if recorder in ex.listeners]
         for exchange in unfinished:  # it gets this partial entry instead of the final one
             exchange.listeners = tuple(r for r in exchange.listeners if r is not recorder)
@@ -240,32 +271,124 @@ def _run() -> None:
             _wake.wait()
         _idle = False
         _wake.clear()
-        if not _urgent:  # let the batch gather; an urgent item cuts the wait short
-            _wake.wait(BATCH_SECONDS)
-            _wake.clear()
+        _gather()
         _urgent = False
-        while backlog:
-            _handle(backlog.popleft())
+        _drain(backlog)
 
 
-def _handle(item: Any) -> None:
-    global _pending_bytes
-    try:
-        if isinstance(item, Exchange):
+def _gather() -> None:
+    """Let a batch gather before it is built; an urgent item cuts the wait short.
+
+    Producers do not wake the builder while it gathers (it is not idle), so each wait below
+    ends on its timeout or on an urgent item.
+    """
+    if _urgent:
+        return
+    _wake.wait(BATCH_SECONDS)
+    _wake.clear()
+    if not _deferrable:
+        return
+    deadline = now() + MAX_DEFER_SECONDS
+    seen = len(_backlog)
+    while not _urgent and seen < MAX_DEFERRED and now() < deadline:
+        _wake.wait(BATCH_SECONDS)
+        _wake.clear()
+        count = len(_backlog)
+        if count == seen:  # a window without a new exchange: the program paused
+            return
+        seen = count
+
+
+def _drain(backlog: "deque[Any]") -> None:
+    """Build everything in ``backlog``; each exporter gets its entries in batches.
+
+    A batch ends at :data:`BATCH_ENTRIES` entries and before a page, a partial entry or a
+    flush marker, so that exporters see everything in the order it was queued.
+    """
+    batch = _Batch()
+    while backlog or batch.exchanges:
+        try:
+            if not backlog:
+                batch.deliver()
+                continue
+            item = backlog.popleft()
+            if isinstance(item, Exchange):
+                batch.add(item, item.listeners)
+                if len(batch.exchanges) >= BATCH_ENTRIES:  # bounded memory, even deferred
+                    batch.deliver()
+                continue
             try:
-                _deliver(item, item.listeners)
-            finally:
+                batch.deliver()
+            finally:  # a flush marker must be set whatever happened, or its caller waits forever
+                _handle_marker(item)
+        except BaseException as exc:  # the builder must outlive any bad exchange
+            warn_once("builder", "could not record an HTTP exchange", exc)
+
+
+def _handle_marker(item: Any) -> None:
+    """A flush marker, a page or a partial entry, taken in the backlog's order."""
+    if isinstance(item, threading.Event):
+        item.set()
+    elif item[0] == "page":
+        _deliver_page(item[1], item[2])
+    elif item[0] == "partial":
+        partial = _Batch()
+        partial.add(item[1], (item[2],), partial=True)
+        partial.deliver()
+
+
+#: The most entries handed to an exporter at once (one write for a live file).
+BATCH_ENTRIES = 256
+
+
+class _Batch:
+    """Entries built from a run of exchanges, gathered per exporter."""
+
+    def __init__(self) -> None:
+        self.exchanges: List[Exchange] = []
+        self.entries: Dict[int, Tuple["HarExporter", List[dict]]] = {}
+
+    def add(self, exchange: Exchange, recorders: tuple, partial: bool = False) -> None:
+        """Build ``exchange`` once per distinct settings among ``recorders``.
+
+        A ``partial`` exchange is still in flight: its bytes are released when it finishes.
+        """
+        from .har.build import build_entry
+
+        if not partial:
+            self.exchanges.append(exchange)
+        built: Dict[Any, dict] = {}
+        for recorder in recorders:
+            options = recorder.settings
+            entry = built.get(options)
+            if entry is None:
+                try:
+                    entry = build_entry(exchange, options, partial=partial)
+                except Exception as exc:
+                    warn_once("build", "could not build a HAR entry", exc)
+                    continue
+                built[options] = entry
+            exporter = recorder.exporter
+            self.entries.setdefault(id(exporter), (exporter, []))[1].append(entry)
+
+    def deliver(self) -> None:
+        """Hand each exporter its entries, then release the exchanges' memory budget."""
+        global _pending_bytes
+        entries, self.entries = self.entries, {}
+        exchanges, self.exchanges = self.exchanges, []
+        try:
+            for exporter, batch in entries.values():
+                try:
+                    exporter.add_entries(batch)
+                except Exception as exc:
+                    warn_once(f"export-{type(exporter).__name__}",
+                              f"{type(exporter).__name__} could not export an entry", exc)
+        finally:
+            if exchanges:
+                released = sum(ex.response_size + len(ex.request_body or b"") for ex in exchanges)
                 with _lock:
-                    _pending_bytes -= item.response_size + len(item.request_body or b"")
+                    _pending_bytes -= released
                     _pending_cond.notify_all()
-        elif isinstance(item, threading.Event):
-            item.set()
-        elif item[0] == "page":
-            _deliver_page(item[1], item[2])
-        elif item[0] == "partial":
-            _deliver(item[1], (item[2],), partial=True)
-    except BaseException as exc:  # the builder must outlive any bad exchange
-        warn_once("builder", "could not record an HTTP exchange", exc)
 
 
 def _deliver_page(page: dict, exporters: List["HarExporter"]) -> None:
@@ -281,27 +404,6 @@ def _deliver_page(page: dict, exporters: List["HarExporter"]) -> None:
                       f"{type(exporter).__name__} could not export a page", exc)
 
 
-def _deliver(exchange: Exchange, recorders: tuple, partial: bool = False) -> None:
-    from .har.build import build_entry
-
-    built: Dict[Any, dict] = {}
-    for recorder in recorders:
-        options = recorder.settings
-        entry = built.get(options)
-        if entry is None:
-            try:
-                entry = build_entry(exchange, options, partial=partial)
-            except Exception as exc:
-                warn_once("build", "could not build a HAR entry", exc)
-                continue
-            built[options] = entry
-        try:
-            recorder.exporter.add_entry(entry)
-        except Exception as exc:
-            warn_once(f"export-{type(recorder.exporter).__name__}",
-                      f"{type(recorder.exporter).__name__} could not export an entry", exc)
-
-
 # --- fork ----------------------------------------------------------------------------------
 
 
@@ -311,7 +413,7 @@ def _after_fork_in_child() -> None:
     Whoever wants the child recorded (the agent) attaches new recorders after this runs.
     """
     global _lock, _backlog, _worker, _wake, _idle, _urgent, _pending_bytes, _pending_cond
-    global _listeners, _open_pages
+    global _listeners, _open_pages, _deferrable
     _lock = threading.RLock()
     _backlog = deque()
     _worker = None
@@ -320,6 +422,8 @@ def _after_fork_in_child() -> None:
     _pending_bytes = 0
     _pending_cond = threading.Condition(_lock)
     _listeners = {}
+    _deferrable = False
+    _body_limits.clear()
     _in_flight.clear()
     _pages_sent.clear()
     _open_pages = list(_open_pages)

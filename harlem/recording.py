@@ -33,6 +33,10 @@ class _Tally(HarExporter):
         self.entries = 0
         self.failed = 0
 
+    @property
+    def deferrable(self) -> bool:
+        return self.inner.deferrable
+
     def on_start(self) -> None:
         self.inner.start()
 
@@ -43,10 +47,12 @@ class _Tally(HarExporter):
         self.inner.add_page(page)
 
     def add_entry(self, entry: Dict[str, Any]) -> None:
-        self.entries += 1
-        if entry["response"]["status"] == 0:
-            self.failed += 1
-        self.inner.add_entry(entry)
+        self.add_entries([entry])
+
+    def add_entries(self, entries: List[Dict[str, Any]]) -> None:
+        self.entries += len(entries)
+        self.failed += sum(1 for entry in entries if entry["response"]["status"] == 0)
+        self.inner.add_entries(entries)
 
 
 class Recording:

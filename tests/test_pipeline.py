@@ -1,14 +1,17 @@
-"""The builder's batching: the structure that keeps recording off the program's request path."""
+"""The builder's batching and deferral: the structure that keeps recording off the program's
+request path."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import requests
 
 from harlem import pipeline
-from harlem.recording import Recording
+from harlem.exporters import CompositeHarExporter, FileHarExporter, LiveFileHarExporter
 from harlem.exporters.model import ModelHarExporter
+from harlem.recording import Recording
 
 
 def test_a_burst_of_requests_wakes_the_builder_once_per_batch_not_once_per_request(
@@ -43,3 +46,57 @@ def test_a_page_reaches_the_exporter_before_its_entries_even_within_one_batch(se
     titles = {p.id: p.title for p in model.log.pages}
     assert titles[refs["inside"]] == "checkout"
     assert refs["before"] == pipeline.DEFAULT_PAGE_ID
+
+
+# --- building while the program pauses, for exporters that write at the end -----------------
+
+
+def _busy(session: requests.Session, url: str, seconds: float) -> int:
+    """Requests back to back for ``seconds``: never a pause of a batch window."""
+    count = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        session.get(url).content
+        count += 1
+    return count
+
+
+def test_a_file_recording_builds_when_the_program_pauses_not_while_it_works(
+        server, tmp_path, monkeypatch, check_har):
+    monkeypatch.setattr(pipeline, "BATCH_SECONDS", 0.5)
+    exporter = FileHarExporter(tmp_path / "out.har")
+    assert exporter.deferrable
+    with Recording(exporter) as recording:
+        session = requests.Session()
+        made = _busy(session, server.url + "/json", 2.0)
+        assert recording.entry_count == 0, "built while the program was busy"
+        deadline = time.monotonic() + 30
+        while recording.entry_count < made and time.monotonic() < deadline:
+            time.sleep(0.05)  # the pause: the builder catches up without a flush
+        assert recording.entry_count == made
+    assert len(check_har(tmp_path / "out.har")["log"]["entries"]) == made
+
+
+def test_deferred_building_is_bounded_by_a_count(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "BATCH_SECONDS", 0.5)
+    monkeypatch.setattr(pipeline, "MAX_DEFERRED", 10)
+    with Recording(FileHarExporter(tmp_path / "out.har")) as recording:
+        session = requests.Session()
+        deadline = time.monotonic() + 30
+        while recording.entry_count < 10 and time.monotonic() < deadline:
+            session.get(server.url + "/json").content  # busy all along: built by the count
+        assert recording.entry_count >= 10
+
+
+def test_live_files_and_models_get_entries_while_the_program_works(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "BATCH_SECONDS", 0.05)
+    live = LiveFileHarExporter(tmp_path / "live.har")
+    model = ModelHarExporter()
+    assert not live.deferrable and not model.deferrable
+    assert not CompositeHarExporter([FileHarExporter(tmp_path / "f.har"), model]).deferrable
+    with Recording(CompositeHarExporter([live, model])):
+        session = requests.Session()
+        deadline = time.monotonic() + 30
+        while not model.entries and time.monotonic() < deadline:
+            session.get(server.url + "/json").content
+        assert model.entries, "an exporter that shows entries as they come waited for a pause"

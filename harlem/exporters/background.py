@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 from queue import SimpleQueue
-from typing import Any, Deque, Dict, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import orjson
 
@@ -30,7 +30,17 @@ __all__ = ["ExecutorHarExporter", "BackgroundThreadHarExporter", "BackgroundProc
 _STOP = ("stop", None)
 
 
-class ExecutorHarExporter(HarExporter):
+class _Wrapper(HarExporter):
+    """An exporter that runs ``self.exporter`` elsewhere, and needs entries when it does."""
+
+    exporter: HarExporter
+
+    @property
+    def deferrable(self) -> bool:
+        return self.exporter.deferrable
+
+
+class ExecutorHarExporter(_Wrapper):
     """Calls ``exporter`` from tasks submitted to ``executor``, one batch at a time, in order."""
 
     def __init__(self, exporter: HarExporter, executor: concurrent.futures.Executor):
@@ -66,6 +76,9 @@ class ExecutorHarExporter(HarExporter):
     def add_entry(self, entry: Dict[str, Any]) -> None:
         self._submit("add_entry", entry)
 
+    def add_entries(self, entries: List[Dict[str, Any]]) -> None:
+        self._submit("add_entries", entries)
+
     def on_stop(self) -> None:
         self._submit("stop", None)
         draining = self._draining
@@ -73,7 +86,7 @@ class ExecutorHarExporter(HarExporter):
             concurrent.futures.wait([draining])
 
 
-class BackgroundThreadHarExporter(HarExporter):
+class BackgroundThreadHarExporter(_Wrapper):
     """Calls ``exporter`` from a dedicated daemon thread; :meth:`stop` waits ``join_timeout``."""
 
     def __init__(self, exporter: HarExporter, join_timeout: float = 10.0):
@@ -108,6 +121,9 @@ class BackgroundThreadHarExporter(HarExporter):
     def add_entry(self, entry: Dict[str, Any]) -> None:
         self._queue.put(("add_entry", entry))
 
+    def add_entries(self, entries: List[Dict[str, Any]]) -> None:
+        self._queue.put(("add_entries", entries))
+
     def on_stop(self) -> None:
         self._queue.put(_STOP)
         if self._thread is not None:
@@ -121,7 +137,7 @@ class BackgroundThreadHarExporter(HarExporter):
 _HEADER = struct.Struct(">cI")
 
 
-class BackgroundProcessHarExporter(HarExporter):
+class BackgroundProcessHarExporter(_Wrapper):
     """Runs ``exporter`` in a separate Python process.
 
     ``exporter`` must be picklable before it starts (the built-in file, live and logging

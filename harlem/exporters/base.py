@@ -10,7 +10,7 @@ Starting it again later continues the same recording.
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 __all__ = ["HarExporter"]
 
@@ -51,6 +51,18 @@ class HarExporter:
     def started(self) -> bool:
         return self._users > 0
 
+    @property
+    def deferrable(self) -> bool:
+        """True when this exporter needs its entries only by the time it stops.
+
+        An exporter that writes everything at the end lets the pipeline build entries while
+        the program pauses instead of while it works (see :mod:`harlem.pipeline`). Exporters
+        that show entries as they come (live files, logs, a model read during the recording,
+        and any custom exporter unless it says otherwise) get each entry within
+        :data:`harlem.pipeline.BATCH_SECONDS`.
+        """
+        return False
+
     def __enter__(self) -> "HarExporter":
         return self.start()
 
@@ -71,6 +83,22 @@ class HarExporter:
     def add_entry(self, entry: Dict[str, Any]) -> None:
         """A HAR entry dict. Must not keep a reference that the caller later mutates."""
         raise NotImplementedError
+
+    def add_entries(self, entries: List[Dict[str, Any]]) -> None:
+        """Several entries in order: what the pipeline calls, once per batch it built.
+
+        By default each goes to :meth:`add_entry`; one that fails does not keep the others
+        out, and the first failure is raised once all were tried. Override it where one write
+        for many entries is cheaper than one each (a live file).
+        """
+        error: Optional[Exception] = None
+        for entry in entries:
+            try:
+                self.add_entry(entry)
+            except Exception as exc:
+                error = error or exc
+        if error is not None:
+            raise error
 
     def __getstate__(self) -> Dict[str, Any]:
         """Exporters travel to a background process before they start: drop the lock."""

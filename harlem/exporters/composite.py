@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable
+from typing import Any, Dict, Iterable, List
 
 from .._warn import warn_once
 from .base import HarExporter
@@ -25,6 +25,10 @@ class CompositeHarExporter(HarExporter):
                 name = type(exporter).__name__
                 warn_once(f"composite-{name}-{method}", f"{name}.{method} failed", exc)
 
+    @property
+    def deferrable(self) -> bool:
+        return all(exporter.deferrable for exporter in self.exporters)
+
     def on_start(self) -> None:
         self._each("start")
 
@@ -36,3 +40,6 @@ class CompositeHarExporter(HarExporter):
 
     def add_entry(self, entry: Dict[str, Any]) -> None:
         self._each("add_entry", entry)
+
+    def add_entries(self, entries: List[Dict[str, Any]]) -> None:
+        self._each("add_entries", entries)

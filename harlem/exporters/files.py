@@ -98,6 +98,10 @@ class IoHarExporter(HarExporter):
             self._spool.append(data)
 
     @property
+    def deferrable(self) -> bool:
+        return True  # the document is written when the exporter stops
+
+    @property
     def entry_count(self) -> int:
         return self._spool.count if self._spool else 0
 

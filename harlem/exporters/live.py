@@ -1,9 +1,10 @@
 """A HAR file that is valid on disk at every moment of the recording.
 
-Adding an entry overwrites the document's tail with ``",\\n" + entry + tail`` in a single
-``pwrite``: the cost does not grow with the file, earlier bytes are never touched, and the
-file parses after every write. A torn write (the process killed mid-write) leaves at most the
-last entry incomplete, which ``harlem repair`` cuts off.
+Adding entries overwrites the document's tail with ``",\\n" + entry + ... + tail`` in a single
+``pwrite`` (the pipeline hands over the entries it built in one batch together): the cost does
+not grow with the file, earlier bytes are never touched, and the file parses after every
+write. A torn write (the process killed mid-write) leaves the entries of that last write
+incomplete; ``harlem repair`` keeps every complete one and cuts off the rest.
 
 Rewrites are rare and atomic (temporary file + rename): when a page is added (pages precede
 entries in the document) and when retention drops expired entries, at most once per tenth of
@@ -121,19 +122,35 @@ class LiveFileHarExporter(HarExporter):
                 self._flush(force_rewrite=True)
 
     def add_entry(self, entry: Dict[str, Any]) -> None:
-        data = self._layout.entry(entry)
-        started = _entry_time(entry) if self.retention_seconds else 0.0
+        self.add_entries([entry])
+
+    def add_entries(self, entries: List[Dict[str, Any]]) -> None:
+        """Append ``entries`` in one write (one per batch in interval mode)."""
+        serialised = []
+        error: Optional[Exception] = None
+        for entry in entries:  # one entry that cannot be serialised keeps the others in
+            try:
+                started = _entry_time(entry) if self.retention_seconds else 0.0
+                serialised.append((started, self._layout.entry(entry)))
+            except Exception as exc:
+                error = error or exc
         with self._lock:
-            self._pending.append((started, data))
-            self._pending_bytes += len(data)
-            if self._fd is None:
-                return
-            due = (not self.interval_seconds
-                   or self._pending_bytes > MAX_PENDING_BYTES
-                   or (not self.hard_interval
-                       and time.monotonic() - self._last_flush >= self.interval_seconds))
-            if due:
-                self._flush()
+            for item in serialised:
+                self._pending.append(item)
+                self._pending_bytes += len(item[1])
+            if self._fd is not None and serialised:
+                self._write_if_due()
+        if error is not None:
+            raise error
+
+    def _write_if_due(self) -> None:
+        """Under ``_lock``: write the pending entries now unless the interval says later."""
+        due = (not self.interval_seconds
+               or self._pending_bytes > MAX_PENDING_BYTES
+               or (not self.hard_interval
+                   and time.monotonic() - self._last_flush >= self.interval_seconds))
+        if due:
+            self._flush()
 
     @property
     def entry_count(self) -> int:
@@ -152,11 +169,24 @@ class LiveFileHarExporter(HarExporter):
             return
         if not self._pending:
             return
+        pending = self._pending
+        self._pending = []  # written or lost: a full disk must not grow memory
+        self._pending_bytes = 0
+        try:
+            self._append(pending)
+        except OSError:
+            if len(pending) == 1:
+                raise
+            for item in pending:  # the disk may still hold some of them: keep what fits
+                self._append([item])
+
+    def _append(self, pending: List[Tuple[float, bytes]]) -> None:
+        """Write ``pending`` entries after the last one, and the tail, in one ``pwrite``."""
         layout = self._layout
         parts = []
         index = []
         offset = self._end
-        for started, data in self._pending:
+        for started, data in pending:
             separator = layout.first_separator if not (self._index or index) else layout.separator
             offset += len(separator)
             parts.append(separator)
@@ -164,8 +194,6 @@ class LiveFileHarExporter(HarExporter):
             index.append((started, offset, len(data)))
             offset += len(data)
         parts.append(layout.tail)
-        self._pending.clear()  # written or lost: a full disk must not grow memory
-        self._pending_bytes = 0
         self._write_tail_at(b"".join(parts), self._end)
         self._index.extend(index)
         self._end = offset
