@@ -302,8 +302,9 @@ def _gather() -> None:
 def _drain(backlog: "deque[Any]") -> None:
     """Build everything in ``backlog``; each exporter gets its entries in batches.
 
-    A batch ends at :data:`BATCH_ENTRIES` entries and before a page, a partial entry or a
-    flush marker, so that exporters see everything in the order it was queued.
+    A batch ends at :data:`BATCH_ENTRIES` entries or :data:`BATCH_BYTES` of bodies (a built
+    entry weighs more than its exchange: base64, JSON), and before a page, a partial entry or
+    a flush marker, so that exporters see everything in the order it was queued.
     """
     batch = _Batch()
     while backlog or batch.exchanges:
@@ -314,7 +315,7 @@ def _drain(backlog: "deque[Any]") -> None:
             item = backlog.popleft()
             if isinstance(item, Exchange):
                 batch.add(item, item.listeners)
-                if len(batch.exchanges) >= BATCH_ENTRIES:  # bounded memory, even deferred
+                if len(batch.exchanges) >= BATCH_ENTRIES or batch.size >= BATCH_BYTES:
                     batch.deliver()
                 continue
             try:
@@ -339,6 +340,8 @@ def _handle_marker(item: Any) -> None:
 
 #: The most entries handed to an exporter at once (one write for a live file).
 BATCH_ENTRIES = 256
+#: ... and the most body bytes.
+BATCH_BYTES = 1024 * 1024
 
 
 class _Batch:
@@ -346,6 +349,7 @@ class _Batch:
 
     def __init__(self) -> None:
         self.exchanges: List[Exchange] = []
+        self.size = 0  # body bytes of the exchanges
         self.entries: Dict[int, Tuple["HarExporter", List[dict]]] = {}
 
     def add(self, exchange: Exchange, recorders: tuple, partial: bool = False) -> None:
@@ -357,6 +361,7 @@ class _Batch:
 
         if not partial:
             self.exchanges.append(exchange)
+            self.size += exchange.response_size + len(exchange.request_body or b"")
         built: Dict[Any, dict] = {}
         for recorder in recorders:
             options = recorder.settings
@@ -376,6 +381,7 @@ class _Batch:
         global _pending_bytes
         entries, self.entries = self.entries, {}
         exchanges, self.exchanges = self.exchanges, []
+        self.size = 0
         try:
             for exporter, batch in entries.values():
                 try:
