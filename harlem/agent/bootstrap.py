@@ -102,6 +102,7 @@ class Agent:
                 _warn("agent-finish", f"could not write {self.output}", exc)
             finally:
                 self.finishing = 0
+                _keep_ctrl_c_status()
         if self.pending_signal:
             from .signals import die
 
@@ -214,6 +215,28 @@ def _start(environ: "Any") -> "Optional[Agent]":
         pass
     hooks.install(agent.triggers, agent.library_imported)
     return agent
+
+
+def _keep_ctrl_c_status() -> None:
+    """After an uncaught ``KeyboardInterrupt``, let the process still die of SIGINT.
+
+    CPython notes that the program ended on Ctrl-C and, once ``atexit`` is done, ends the
+    process by SIGINT (status -2, 130 in a shell). But running a string of code (``exec`` or
+    ``eval`` of text, as importing ``dataclasses`` does, and orjson imports it) clears the note,
+    and the export at exit may import. So when the program's own unhandled exception was a
+    ``KeyboardInterrupt``, the note is set again the only way Python offers: by running a
+    string that raises it.
+    """
+    value = getattr(sys, "last_value", None)
+    trace = getattr(sys, "last_traceback", None)
+    if type(value) is not KeyboardInterrupt or trace is None:
+        return
+    if trace.tb_frame.f_globals.get("__name__") not in ("__main__", "runpy"):
+        return  # shown by an interactive console (``code``), not the end of the program
+    try:
+        exec("raise KeyboardInterrupt")  # noqa: S102 - a constant string
+    except KeyboardInterrupt:
+        pass
 
 
 def _exit(status: int) -> "NoReturn":
