@@ -19,6 +19,18 @@ __all__ = ["Exchange", "now", "capture_frames", "register_library_path"]
 #: The one clock for phase timestamps: monotonic, sub-microsecond, comparable across threads.
 now = time.perf_counter
 
+# This process's id, kept up to date across forks: os.getpid() is a system call per exchange.
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
 #: A header as a recorder keeps it: ``(name, value)``, both ``str`` or both wire ``bytes``.
 Header = Tuple[Any, Any]
 
@@ -186,7 +198,7 @@ class Exchange:
         self.page_id: Optional[str] = None
         #: The recorders that were active when the exchange began; set by the pipeline.
         self.listeners: tuple = ()
-        self.pid = os.getpid()
+        self.pid = _pid
         self.finished = False
         #: How many body bytes to keep; the rest is only counted.
         self.body_limit: Optional[int] = None

@@ -300,7 +300,7 @@ def waiting(count: int = 2) -> str:
     It waits in short sleeps, as a program's event loop does: a Python-level signal handler
     (harlem's, or the program's own) runs only once the main thread is back in Python, and a
     signal that lands between Python's check and the start of a blocking call waits for that
-    call to end (docs/agent.md, "Signals"). On a loaded machine that instant is wide enough
+    call to end (docs/agent.md, "Endings and signals"). On a loaded machine that instant is wide enough
     for a single 60 s sleep to swallow the signal.
     """
     return REQUESTS + f"""
