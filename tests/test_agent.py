@@ -195,11 +195,16 @@ def test_a_bad_variable_is_one_warning_and_the_program_runs_unrecorded(tmp_path)
 
 
 def test_harlem_not_importable_is_one_warning_and_the_program_runs(tmp_path):
+    """harlem-run's bootstrap on the PYTHONPATH of a Python that has no harlem installed.
+
+    In a virtual environment (CI's), the base interpreter outside it is such a Python.
+    """
     app = write_program(tmp_path, "print('ran')\n")
     env = clean_env(PYTHONPATH=str(BOOTSTRAP), HARLEM_OUTPUT=str(tmp_path / "out.har"))
-    result = run([sys.executable, str(app)], env, cwd=tmp_path)
+    python = getattr(sys, "_base_executable", sys.executable)
+    result = run([python, "-s", str(app)], env, cwd=tmp_path)
     if "harlem: warning" not in result.stderr:
-        pytest.skip("harlem is installed in this interpreter")
+        pytest.skip(f"harlem is installed in {python}")
     assert result.returncode == 0
     assert result.stdout == "ran\n"
     assert len(result.stderr.splitlines()) == 1
