@@ -375,6 +375,11 @@ def _getresponse(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
     return response
 
 
+# A connected socket's (server address, server port, local port): two system calls to learn,
+# fixed for the socket's life, so each kept-alive connection asks once.
+_addresses: "weakref.WeakKeyDictionary[Any, Tuple[str, int, int]]" = weakref.WeakKeyDictionary()
+
+
 @_quietly
 def _request_sent(exchange: Exchange, connection: Any) -> None:
     exchange.t_send_end = now()
@@ -383,13 +388,23 @@ def _request_sent(exchange: Exchange, connection: Any) -> None:
     if sock is None:
         return
     try:
-        peer = sock.getpeername()
-        local = sock.getsockname()
-    except OSError:  # reset before the request was fully sent: the addresses are gone
-        return
-    if isinstance(peer, tuple):  # (host, port) or IPv6's (host, port, flowinfo, scope_id)
-        exchange.server_ip, exchange.server_port = str(peer[0]), int(peer[1])
-        exchange.local_port = int(local[1])
+        addresses = _addresses.get(sock)
+    except TypeError:  # a socket-like object that takes no weak reference
+        addresses = None
+    if addresses is None:
+        try:
+            peer = sock.getpeername()
+            local = sock.getsockname()
+        except OSError:  # reset before the request was fully sent: the addresses are gone
+            return
+        if not isinstance(peer, tuple):  # (host, port) or IPv6's (host, port, flowinfo, scope)
+            return
+        addresses = (str(peer[0]), int(peer[1]), int(local[1]))
+        try:
+            _addresses[sock] = addresses
+        except TypeError:
+            pass
+    exchange.server_ip, exchange.server_port, exchange.local_port = addresses
 
 
 # --- the body: urllib3.response.HTTPResponse ------------------------------------------------
