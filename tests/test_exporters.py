@@ -9,8 +9,10 @@ import json
 import logging
 import os
 import stat
+import threading
 import time
 import weakref
+from typing import Any, Dict, List
 
 import orjson
 import pytest
@@ -262,3 +264,60 @@ def test_exporter_start_stop_is_reference_counted(tmp_path):
     exporter.stop()
     assert entry_numbers(check_har(path)) == ["0"]
     assert orjson.loads(path.read_bytes())["log"]["version"] == "1.2"
+
+
+# --- the background thread's hand-over is bounded -----------------------------------------------
+
+
+class _Gate(ModelHarExporter):
+    """Takes entries only once ``opened`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened = threading.Event()
+
+    def add_entries(self, entries: List[Dict[str, Any]]) -> None:
+        self.opened.wait(30)
+        super().add_entries(entries)
+
+
+def test_a_background_thread_that_falls_behind_holds_up_its_feeder_not_memory():
+    inner = _Gate()
+    exporter = BackgroundThreadHarExporter(inner).start()
+    fed: List[int] = []
+
+    def feed() -> None:
+        for number in range(BackgroundThreadHarExporter.MAX_QUEUED + 10):
+            exporter.add_entries([make_entry(number)])
+            fed.append(number)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    feeder.join(2)
+    assert feeder.is_alive(), "the queue took everything while the export stood still"
+    assert exporter._queue.qsize() <= BackgroundThreadHarExporter.MAX_QUEUED
+    inner.opened.set()
+    feeder.join(30)
+    exporter.stop()
+    assert len(fed) == len(inner.entries) == BackgroundThreadHarExporter.MAX_QUEUED + 10
+
+
+def test_a_gone_background_thread_never_holds_up_its_feeder(capsys, monkeypatch):
+    import harlem._warn
+
+    monkeypatch.setattr(harlem._warn, "_seen", set())  # the warning is once per process
+    inner = _Gate()
+    exporter = BackgroundThreadHarExporter(inner).start()
+    working = exporter._thread
+    gone = threading.Thread(target=lambda: None)
+    gone.start()
+    gone.join()
+    exporter._thread = gone  # as if the export thread had ended
+    started = time.monotonic()
+    for number in range(BackgroundThreadHarExporter.MAX_QUEUED + 5):
+        exporter.add_entries([make_entry(number)])
+    assert time.monotonic() - started < 5, "waited for a thread that is gone"
+    assert "the export thread is not running; add_entries dropped" in capsys.readouterr().err
+    exporter._thread = working
+    inner.opened.set()
+    exporter.stop()

@@ -12,11 +12,11 @@ import collections
 import concurrent.futures
 import os
 import pickle
+import queue
 import struct
 import subprocess
 import sys
 import threading
-from queue import SimpleQueue
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import orjson
@@ -87,18 +87,42 @@ class ExecutorHarExporter(_Wrapper):
 
 
 class BackgroundThreadHarExporter(_Wrapper):
-    """Calls ``exporter`` from a dedicated daemon thread; :meth:`stop` waits ``join_timeout``."""
+    """Calls ``exporter`` from a dedicated daemon thread; :meth:`stop` waits ``join_timeout``.
+
+    At most :data:`MAX_QUEUED` calls wait for the thread (a call carries a whole batch of
+    entries): an export that falls behind slows the builder, and through it, past harlem's
+    memory budget, the program's requests, instead of growing memory without end. A thread
+    that died no longer holds anything up: what it cannot take is dropped, with a warning.
+    """
+
+    #: Calls waiting for the export thread, at most.
+    MAX_QUEUED = 16
 
     def __init__(self, exporter: HarExporter, join_timeout: float = 10.0):
         super().__init__()
         self.exporter = exporter
         self.join_timeout = join_timeout
-        self._queue: "SimpleQueue[Tuple[str, Any]]" = SimpleQueue()
+        self._queue: "queue.Queue[Tuple[str, Any]]" = queue.Queue(self.MAX_QUEUED)
         self._thread: Optional[threading.Thread] = None
 
     def on_start(self) -> None:
-        self._queue = SimpleQueue()
+        self._queue = queue.Queue(self.MAX_QUEUED)
         self._thread = start_daemon(self._run, "harlem-export")
+
+    def _put(self, item: Tuple[str, Any]) -> None:
+        while True:
+            thread = self._thread
+            try:
+                if thread is not None and thread.is_alive():
+                    self._queue.put(item, timeout=1.0)
+                else:  # not started, or gone: never wait for it
+                    self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                if thread is not None and thread.is_alive():
+                    continue  # still working: keep waiting for room
+                warn_once("thread-full", f"the export thread is not running; {item[0]} dropped")
+                return
 
     def _run(self) -> None:
         try:
@@ -116,16 +140,16 @@ class BackgroundThreadHarExporter(_Wrapper):
                 warn_once(f"thread-{method}", f"{type(self.exporter).__name__}.{method} failed", exc)
 
     def add_page(self, page: Dict[str, Any]) -> None:
-        self._queue.put(("add_page", page))
+        self._put(("add_page", page))
 
     def add_entry(self, entry: Dict[str, Any]) -> None:
-        self._queue.put(("add_entry", entry))
+        self._put(("add_entry", entry))
 
     def add_entries(self, entries: List[Dict[str, Any]]) -> None:
-        self._queue.put(("add_entries", entries))
+        self._put(("add_entries", entries))
 
     def on_stop(self) -> None:
-        self._queue.put(_STOP)
+        self._put(_STOP)
         if self._thread is not None:
             self._thread.join(self.join_timeout)
             if self._thread.is_alive():
