@@ -46,7 +46,12 @@ class Layout:
     def _split(self, pages: List[Dict[str, Any]]) -> "tuple[bytes, bytes]":
         log: Dict[str, Any] = {"version": "1.2", "creator": creator(), "pages": pages,
                                "entries": [_PLACEHOLDER]}
-        text = self._dumps({"log": log})
+        # The standard library's json, which the programs harlem records have imported
+        # already: a few small dicts do not need orjson, whose import costs ~20 ms (it imports
+        # dataclasses, uuid...), and a recording that saw no entry then never pays for it.
+        separators = (",", ":") if not self.indent else (",", ": ")
+        text = json.dumps({"log": log}, indent=self.indent, separators=separators,
+                          ensure_ascii=False).encode("utf-8")
         marker = b'"' + _PLACEHOLDER.encode() + b'"'
         at = text.index(marker)
         head = text[:at].rstrip()  # ends with "["
