@@ -124,7 +124,7 @@ def finish(exchange: Exchange) -> None:
     exchange.finished = True
     if exchange.t_end is None:
         exchange.t_end = now()
-    size = exchange.response_size + len(exchange.request_body or b"")
+    size = _body_bytes(exchange)
     with _lock:
         _in_flight.discard(exchange)
         while _pending_bytes > MAX_PENDING_BYTES and _worker is not None and _worker.is_alive() \
@@ -133,6 +133,11 @@ def finish(exchange: Exchange) -> None:
         _pending_bytes += size
         large = _pending_bytes > WAKE_BYTES
     _put(exchange, urgent=large)
+
+
+def _body_bytes(exchange: Exchange) -> int:
+    """What an exchange counts against :data:`MAX_PENDING_BYTES` while it waits."""
+    return exchange.response_size + len(exchange.request_body or b"")
 
 
 # --- pages -------------------------------------------------------------------------------------
@@ -307,7 +312,7 @@ def _drain(backlog: "deque[Any]") -> None:
     a flush marker, so that exporters see everything in the order it was queued.
     """
     batch = _Batch()
-    while backlog or batch.exchanges:
+    while backlog or batch.count:
         try:
             if not backlog:
                 batch.deliver()
@@ -315,7 +320,7 @@ def _drain(backlog: "deque[Any]") -> None:
             item = backlog.popleft()
             if isinstance(item, Exchange):
                 batch.add(item, item.listeners)
-                if len(batch.exchanges) >= BATCH_ENTRIES or batch.size >= BATCH_BYTES:
+                if batch.count >= BATCH_ENTRIES or batch.size >= BATCH_BYTES:
                     batch.deliver()
                 continue
             try:
@@ -348,8 +353,8 @@ class _Batch:
     """Entries built from a run of exchanges, gathered per exporter."""
 
     def __init__(self) -> None:
-        self.exchanges: List[Exchange] = []
-        self.size = 0  # body bytes of the exchanges
+        self.count = 0  # finished exchanges built into it
+        self.size = 0  # their body bytes
         self.entries: Dict[int, Tuple["HarExporter", List[dict]]] = {}
 
     def add(self, exchange: Exchange, recorders: tuple, partial: bool = False) -> None:
@@ -360,8 +365,8 @@ class _Batch:
         from .har.build import build_entry
 
         if not partial:
-            self.exchanges.append(exchange)
-            self.size += exchange.response_size + len(exchange.request_body or b"")
+            self.count += 1
+            self.size += _body_bytes(exchange)
         built: Dict[Any, dict] = {}
         for recorder in recorders:
             options = recorder.settings
@@ -380,8 +385,7 @@ class _Batch:
         """Hand each exporter its entries, then release the exchanges' memory budget."""
         global _pending_bytes
         entries, self.entries = self.entries, {}
-        exchanges, self.exchanges = self.exchanges, []
-        self.size = 0
+        released, self.size, self.count = self.size, 0, 0
         try:
             for exporter, batch in entries.values():
                 try:
@@ -390,8 +394,7 @@ class _Batch:
                     warn_once(f"export-{type(exporter).__name__}",
                               f"{type(exporter).__name__} could not export an entry", exc)
         finally:
-            if exchanges:
-                released = sum(ex.response_size + len(ex.request_body or b"") for ex in exchanges)
+            if released:
                 with _lock:
                     _pending_bytes -= released
                     _pending_cond.notify_all()
