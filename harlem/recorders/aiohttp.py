@@ -7,14 +7,23 @@ hooked, and why there (class-level ``wrapt`` patches, all undone exactly at the 
 * ``ClientSession._request`` runs synchronously in the program's own frame when it calls
   ``session.get(...)`` (the coroutine only runs later, maybe in another task), so the caller's
   frames are taken there. Its coroutine then runs with a :class:`_Call` in a context variable,
-  and the session gets harlem's one :class:`aiohttp.TraceConfig` (removed again at stop).
-* aiohttp's tracing hands every callback the trace context made for *this* request, even from
-  the DNS task or the body-writer task: the context is the :class:`_Call`. The callbacks note
-  the exchange's start, DNS, connection and reuse, the request headers exactly as written
-  (aiohttp adds Host, Accept, User-Agent, Content-Length... itself), the request body chunks as
-  written (multipart, JSON, generators alike), and the final failure.
-* ``BaseConnector.connect`` runs once per attempt, with the request: each call after the first
-  one of a ``_request`` call starts a new hop exchange.
+  which every hook below reads, even from the DNS task or the body-writer task (tasks copy the
+  context): with many requests in flight, each hook finds its own request's state. The
+  coroutine's end is the call's end: the failure the program sees is the last hop's error.
+* ``BaseConnector.connect`` runs once per attempt, with the request: the first call begins the
+  first hop's exchange (timed from the coroutine's start), each later one a new hop.
+* ``_create_connection`` of the TCP, Unix and named-pipe connectors runs only for a new
+  connection (the connect phase; a reused connection has none), and the resolvers' ``resolve``
+  only for a real name resolution (not for an IP address or a cached name).
+* ``http_writer.StreamWriter.__init__``: the hop's request is about to be written. The request's
+  headers are then final (aiohttp adds Host, Accept, User-Agent, Content-Length... itself), and
+  the writer's chunk callback is chained so that the body is seen as written (JSON, multipart,
+  files, generators alike).
+
+aiohttp's own tracing (``TraceConfig``) would say most of this, but a session with any trace
+config pays for it on every request (a trace object, a parameters object and a coroutine per
+signal): about a fifth of what an unrecorded keep-alive GET costs. These hooks cost nothing for
+what they do not watch, and the program's own trace configs are left alone.
 * ``ClientResponse.start`` is where a hop's status line and headers arrive. The socket
   addresses are read just before (a response read whole during ``start`` already gave its
   connection back when ``start`` returns). The body reader it yields may already hold body
@@ -42,7 +51,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-import weakref
+import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import pipeline
@@ -66,24 +75,32 @@ class AiohttpHarRecorder(HarRecorder):
     def _instrument(cls) -> None:
         import aiohttp
         import wrapt
-        from aiohttp import client_reqrep, connector, streams
+        from aiohttp import client_reqrep, connector, http_writer, resolver, streams
 
         for module in (aiohttp, wrapt):
             register_library_path(module)
-        _make_trace_config(aiohttp)
         response = client_reqrep.ClientResponse
         reader = streams.StreamReader
         patches: List[Tuple[Any, str, Any]] = [
             (aiohttp.ClientSession, "_request", _on_request),
             (connector.BaseConnector, "connect", _on_connect),
+            (http_writer.StreamWriter, "__init__", _on_writer),
             (response, "start", _on_response_start),
             (response, "release", _on_release),
             (response, "close", _on_release),
             (reader, "feed_data", _on_feed_data),
             (reader, "feed_eof", _on_feed_eof),
             (reader, "set_exception", _on_set_exception),
-        ] + _version_patches()
-        cls._wrap_all(patches)
+        ]
+        # What connects and resolves (not timed for a connector or resolver of the program's
+        # own that replaces these methods without calling them)
+        patches += [(owner, "_create_connection", _on_create_connection)
+                    for owner in (connector.TCPConnector, connector.UnixConnector,
+                                  getattr(connector, "NamedPipeConnector", None))
+                    if owner is not None and "_create_connection" in vars(owner)]
+        patches += [(owner, "resolve", _on_resolve)
+                    for owner in (resolver.ThreadedResolver, resolver.AsyncResolver)]
+        cls._wrap_all(patches + _version_patches())
 
     @classmethod
     def _uninstrument(cls) -> None:
@@ -99,14 +116,7 @@ _quietly = quietly("aiohttp")
 
 @_quietly
 def _let_go() -> None:
-    """After the last stop: sessions lose harlem's trace config, and nothing is held any more."""
-    with _sessions_lock:
-        sessions = list(_sessions)
-        _sessions.clear()
-    for session in sessions:
-        configs = session._trace_configs
-        if _trace_config in configs:
-            session._trace_configs = [c for c in configs if c is not _trace_config]
+    """After the last stop: nothing is held any more."""
     # Bodies still unread were exported as partial entries when the recorders detached;
     # finishing them only lets go of them (no recorder receives them any more).
     abandoned = list(_readers.values())
@@ -182,25 +192,24 @@ def _claim_early_wire(reader: Any) -> Optional[int]:
 
 
 class _Call:
-    """What the hops of one ``ClientSession._request`` call share.
+    """What the hops of one ``ClientSession._request`` call share: the value of
+    :data:`_current` while the call runs, never a global "current" request."""
 
-    It is the ``trace_config_ctx`` aiohttp gives harlem's trace callbacks, and the value of
-    :data:`_current` while the call runs, so with many requests in flight each hook finds its
-    own request's state, never a global "current" one.
-    """
-
-    __slots__ = ("frames", "hop", "connected", "tls_after")
+    __slots__ = ("frames", "t_start", "wall_start", "hop", "request", "tls_after")
 
     def __init__(self, frames: tuple):
         self.frames = frames
+        #: When the coroutine started running (``now()`` and ``time.time()``): the first hop's
+        #: start, although its exchange begins only when it asks for a connection.
+        self.t_start = 0.0
+        self.wall_start = 0.0
+        #: The hop's ``ClientRequest``, known once it asks for a connection.
+        self.request: Any = None
         #: The exchange of the hop in progress (None when recording stopped meanwhile).
         self.hop: Optional[Exchange] = None
-        #: True once ``hop`` asked the connector for a connection: the next ask is a new hop.
-        self.connected = False
         #: When ``hop``'s TLS handshake starts: after the TCP connection (``"tcp"``), after a
         #: proxy's answer to CONNECT (``"tunnel"``), or never (``None``: plain HTTP).
         self.tls_after: Optional[str] = None
-        #: The hop whose request body outgrew ``body_limit`` and is no longer kept.
 
 
 _current: "contextvars.ContextVar[Optional[_Call]]" = contextvars.ContextVar(
@@ -218,25 +227,24 @@ def _on_request(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
 
 @_quietly
 def _new_call(session: Any) -> _Call:
-    call = _Call(capture_frames(4))  # past here, _quietly and _on_request: session.get's caller
-    configs = session._trace_configs
-    if _trace_config not in configs:
-        with _sessions_lock:
-            # A new list: the program's own list (trace_configs=[...]) is left untouched.
-            session._trace_configs = [*configs, _trace_config]
-            _sessions.add(session)
-    return call
+    return _Call(capture_frames(4))  # past here, _quietly and _on_request: session.get's caller
 
 
 async def _recorded_request(call: _Call, wrapped: Any, args: tuple, kwargs: dict) -> Any:
+    call.t_start, call.wall_start = now(), time.time()
     token = _current.set(call)
     try:
-        return await wrapped(*args, **kwargs)
+        response = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _failed(call, exc)
+        raise
     finally:
         try:
             _current.reset(token)
         except ValueError:  # an abandoned coroutine closed by the garbage collector elsewhere
             pass
+    _ended(call)
+    return response
 
 
 # A program that forgets to await a request is warned "coroutine 'ClientSession._request' was
@@ -247,7 +255,29 @@ _recorded_request.__qualname__ = "ClientSession._request"
 
 def _begin(call: _Call, method: str, url: str) -> Optional[Exchange]:
     # every hop comes from the program's one call, whose frames were taken at its start
-    return pipeline.begin(LIBRARY, method, url, frames=call.frames)
+    hop = pipeline.begin(LIBRARY, method, url, frames=call.frames)
+    if hop is not None and call.hop is None:  # the first hop: from the call's start
+        hop.t_start, hop.wall_start = call.t_start, call.wall_start
+    return hop
+
+
+@_quietly
+def _ended(call: _Call) -> None:
+    # Only when recording stopped while the request waited for its answer (ClientResponse.start
+    # was no longer watched): end the exchange so that nothing keeps it.
+    hop = call.hop
+    if hop is not None and not hop.finished and hop.t_response is None:
+        _note_request(call, hop)
+        _finish(hop)
+
+
+@_quietly
+def _failed(call: _Call, error: BaseException) -> None:
+    hop = call.hop
+    if hop is not None and not hop.finished:
+        _note_request(call, hop)
+        hop.error = error  # what the program sees raised
+        _finish(hop)
 
 
 def _finish(exchange: Exchange) -> None:
@@ -256,79 +286,83 @@ def _finish(exchange: Exchange) -> None:
     pipeline.finish(exchange)
 
 
-# --- the trace callbacks ---------------------------------------------------------------------
-
-_trace_config: Any = None
-_sessions: "weakref.WeakSet[Any]" = weakref.WeakSet()
-_sessions_lock = threading.Lock()
+# --- connecting and sending -----------------------------------------------------------------
 
 
-def _call_of_this_task(trace_request_ctx: Any = None) -> Optional[_Call]:
-    """The trace context factory: the recorded call running in this task, if any."""
-    return _current.get()
-
-
-def _make_trace_config(aiohttp: Any) -> None:
-    global _trace_config
-    if _trace_config is not None:
-        return
-    config = aiohttp.TraceConfig(trace_config_ctx_factory=_call_of_this_task)
-    for signal, handler in _TRACE_HANDLERS:
-        getattr(config, signal).append(_trace_callback(handler))
-    config.freeze()
-    _trace_config = config
-
-
-def _trace_callback(handler: Callable[[_Call, Any], None]) -> Callable[..., Any]:
-    async def callback(session: Any, call: Optional[_Call], params: Any) -> None:
-        if call is not None:  # None: a request that started while nothing recorded
-            handler(call, params)
-
-    return callback
-
-
-@_quietly
-def _request_started(call: _Call, params: Any) -> None:
-    if call.hop is None:
-        call.hop = _begin(call, params.method, str(params.url))
-
-
-def _mark(*fields: str) -> Callable[[_Call, Any], None]:
-    """A handler that stamps ``fields`` of the hop's exchange with the time of the event."""
-
-    def mark(call: _Call, params: Any) -> None:
-        hop = call.hop
-        if hop is not None:
-            moment = now()
-            for field in fields:
-                setattr(hop, field, moment)
-
-    mark.__name__ = "mark_" + "_".join(fields)
-    return _quietly(mark)
-
-
-@_quietly
-def _headers_sent(call: _Call, params: Any) -> None:
-    hop = call.hop
+def _on_resolve(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    hop = _connecting_hop()
     if hop is None:
-        return
-    hop.method = str(params.method)
-    hop.url = str(params.url)
-    hop.request_headers = [(str(name), str(value)) for name, value in params.headers.items()]
+        return wrapped(*args, **kwargs)
+    return _timed(hop, "t_dns_start", "t_dns_end", wrapped(*args, **kwargs))
+
+
+def _on_create_connection(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    call = _current.get()
+    hop = call.hop if call is not None else None
+    if hop is None or hop.finished:
+        return wrapped(*args, **kwargs)
+    return _timed(hop, "t_connect_start", "t_connect_end", wrapped(*args, **kwargs))
+
+
+def _connecting_hop() -> Optional[Exchange]:
+    call = _current.get()
+    hop = call.hop if call is not None else None
+    if hop is None or hop.finished or hop.t_connect_start is None or hop.t_connect_end is not None:
+        return None
+    return hop
+
+
+async def _timed(hop: Exchange, start: str, end: str, step: Any) -> Any:
+    """Await ``step`` (a name resolution, a new connection) and mark when it started and ended."""
+    if getattr(hop, start) is None:  # an overriding subclass that calls super(): the outer one
+        setattr(hop, start, now())
+    result = await step
+    moment = now()
+    setattr(hop, end, moment)
+    if end == "t_connect_end":
+        hop.t_send_start = moment
+    return result
+
+
+def _on_writer(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    """``StreamWriter.__init__``: the hop's request is about to be written on its connection."""
+    result = wrapped(*args, **kwargs)
+    call = _current.get()
+    if call is not None and call.hop is not None:
+        _writing(call, call.hop, instance)
+    return result
+
+
+@_quietly
+def _writing(call: _Call, hop: Exchange, writer: Any) -> None:
+    if hop.finished or call.request is None or (
+            hop.t_connect_start is not None and hop.t_connect_end is None):
+        return  # the writer of a proxy's CONNECT request, not of this hop's request
     moment = now()
     if hop.t_send_start is None:
         hop.t_send_start = moment
     hop.t_send_end = moment
+    # Body chunks reach the writer's callback as the program's payload writes them (bytes,
+    # multipart, files, generators alike); a callback already there (the program's own
+    # aiohttp traces) still gets every chunk.
+    writer._on_chunk_sent = _chunk_callback(hop, writer._on_chunk_sent)
+
+
+def _chunk_callback(hop: Exchange, theirs: Any) -> Callable[[bytes], Any]:
+    async def chunk_sent(chunk: bytes) -> None:
+        _chunk_sent(hop, chunk)
+        if theirs is not None:
+            await theirs(chunk)
+
+    return chunk_sent
 
 
 @_quietly
-def _chunk_sent(call: _Call, params: Any) -> None:
-    hop = call.hop
-    if hop is None or hop.finished:
+def _chunk_sent(hop: Exchange, chunk: bytes) -> None:
+    if hop.finished:
         return
     if hop.t_response is None:  # body still going out once the answer came: send ended there
         hop.t_send_end = now()
-    chunk = params.chunk
     hop.request_size = (hop.request_size or 0) + len(chunk)  # the true size, kept or not
     body = hop.request_body
     if body is None:
@@ -339,35 +373,12 @@ def _chunk_sent(call: _Call, params: Any) -> None:
         body += chunk[:room]
 
 
-@_quietly
-def _ended(call: _Call, params: Any) -> None:
-    # Only when recording stopped while the request waited for its answer (ClientResponse.start
-    # was no longer watched): end the exchange so that nothing keeps it.
-    hop = call.hop
-    if hop is not None and not hop.finished and hop.t_response is None:
-        _finish(hop)
-
-
-@_quietly
-def _failed(call: _Call, params: Any) -> None:
-    hop = call.hop
-    if hop is not None and not hop.finished:
-        hop.error = params.exception  # what the program sees raised
-        _finish(hop)
-
-
-_TRACE_HANDLERS: Tuple[Tuple[str, Callable[[_Call, Any], None]], ...] = (
-    ("on_request_start", _request_started),
-    ("on_dns_resolvehost_start", _mark("t_dns_start")),
-    ("on_dns_resolvehost_end", _mark("t_dns_end")),
-    ("on_connection_create_start", _mark("t_connect_start")),
-    ("on_connection_create_end", _mark("t_connect_end", "t_send_start")),
-    ("on_connection_reuseconn", _mark("t_send_start")),
-    ("on_request_headers_sent", _headers_sent),
-    ("on_request_chunk_sent", _chunk_sent),
-    ("on_request_end", _ended),
-    ("on_request_exception", _failed),
-)
+def _note_request(call: _Call, hop: Exchange) -> None:
+    """The request as written: aiohttp adds Host, Accept, User-Agent, Content-Length... itself,
+    and its headers no longer change once the writer has them."""
+    request = call.request
+    if request is not None and hop.t_send_end is not None and not hop.request_headers:
+        hop.request_headers = request.headers  # the builder reads it; nothing changes it now
 
 
 # --- hops: BaseConnector.connect and the TCP connection -------------------------------------
@@ -386,19 +397,17 @@ _RETRIED = "the connection was lost; aiohttp sent the request again on a new con
 
 @_quietly
 def _attempt(call: _Call, request: Any) -> None:
-    """A hop asks for a connection: the first hop's exchange exists already, others begin."""
+    """A hop asks for a connection: its exchange begins (a lost attempt before it ends)."""
     hop = call.hop
-    if hop is None or call.connected:
-        if hop is not None and not hop.finished and hop.t_response is None:
-            # A retry (aiohttp resends an idempotent request when a kept-alive connection
-            # turns out dead): the lost attempt was an exchange of its own.
-            if hop.error is None:
-                hop.error = ConnectionError(_RETRIED)
-            _finish(hop)
-        hop = call.hop = _begin(call, str(request.method), str(request.url))
-    else:
-        hop.method, hop.url = str(request.method), str(request.url)
-    call.connected = True
+    if hop is not None and not hop.finished and hop.t_response is None:
+        # A retry (aiohttp resends an idempotent request when a kept-alive connection
+        # turns out dead): the lost attempt was an exchange of its own.
+        _note_request(call, hop)
+        if hop.error is None:
+            hop.error = ConnectionError(_RETRIED)
+        _finish(hop)
+    call.hop = _begin(call, str(request.method), str(request.url))
+    call.request = request
     call.tls_after = ("tunnel" if request.proxy else "tcp") if request.is_ssl() else None
 
 
@@ -429,7 +438,7 @@ def _on_response_start(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -
         if call.tls_after != "tunnel":
             return wrapped(*args, **kwargs)
         return _tls_starts_after(hop, wrapped(*args, **kwargs))
-    _note_addresses(hop, args[0] if args else kwargs.get("connection"))
+    _note_sent(call, hop, args[0] if args else kwargs.get("connection"))
     return _watch_start(hop, wrapped, args, kwargs)
 
 
@@ -444,7 +453,9 @@ async def _watch_start(hop: Exchange, wrapped: Any, args: tuple, kwargs: dict) -
 
 
 @_quietly
-def _note_addresses(hop: Exchange, connection: Any) -> None:
+def _note_sent(call: _Call, hop: Exchange, connection: Any) -> None:
+    """Before the answer: the request as it went out, and the connection's addresses."""
+    _note_request(call, hop)
     transport = connection.transport if connection is not None else None
     if transport is None:
         return
@@ -468,7 +479,7 @@ def _response_started(hop: Exchange, response: Any) -> None:
         hop.http_version = f"HTTP/{version.major}.{version.minor}"
     hop.status = int(response.status)
     hop.reason = str(response.reason or "")
-    hop.response_headers = list(response.raw_headers)  # bytes: the builder decodes them
+    hop.response_headers = response.raw_headers  # a tuple of bytes: the builder decodes them
     reader = response.content
     if hop.status == 101:  # switching protocols: no body, the connection now carries another
         _end_body(hop, reader, complete=True)
