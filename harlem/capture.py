@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 __all__ = ["Exchange", "now", "capture_frames", "register_library_path"]
 
@@ -33,6 +33,8 @@ if hasattr(os, "register_at_fork"):
 
 #: A header as a recorder keeps it: ``(name, value)``, both ``str`` or both wire ``bytes``.
 Header = Tuple[Any, Any]
+#: A sequence of headers, or a multidict whose ``items()`` gives them.
+Headers = Union[Sequence[Header], Any]
 
 # Files whose frames never appear in ``_initiator``: harlem's machinery, wrapt, and the HTTP
 # libraries (each recorder registers its own), so that the first frame is the user's call site.
@@ -74,11 +76,13 @@ def register_library_path(module: Any) -> None:
         _hidden_codes = {}
 
 
-def capture_frames(depth: int = 2) -> Tuple[Tuple[Any, int, int], ...]:
-    """The caller's stack as ``(code, line, lasti)`` triples, innermost first.
+def capture_frames(depth: int = 2) -> Tuple[Any, ...]:
+    """The caller's stack, innermost first, as one flat tuple: ``code, line, lasti`` per frame.
 
     Cheap by design: a ``sys._getframe`` walk that keeps code objects and numbers (no source
     lines, no ``inspect``); names, file URLs and columns are resolved later by the builder.
+    Flat, because an exchange waits a while for its building: one tuple instead of one per
+    frame is fewer objects for the program's garbage collector to count and visit meanwhile.
     """
     try:
         frame: Any = sys._getframe(depth)
@@ -88,8 +92,9 @@ def capture_frames(depth: int = 2) -> Tuple[Tuple[Any, int, int], ...]:
     hidden_codes = _hidden_codes
     if len(hidden_codes) > _MAX_CODES:
         hidden_codes = _hidden_codes = {}
-    out: List[Tuple[Any, int, int]] = []
-    while frame is not None and len(out) < MAX_FRAMES:
+    out: List[Any] = []
+    room = 3 * MAX_FRAMES
+    while frame is not None and len(out) < room:
         code = frame.f_code
         hidden = hidden_codes.get(code)
         if hidden is None:
@@ -97,7 +102,7 @@ def capture_frames(depth: int = 2) -> Tuple[Tuple[Any, int, int], ...]:
             hidden = hidden_codes[code] = (filename.startswith(_hidden_tuple)
                                            or filename.startswith("<frozen"))
         if not hidden:
-            out.append((code, frame.f_lineno or 0, frame.f_lasti))
+            out += (code, frame.f_lineno or 0, frame.f_lasti)
         frame = frame.f_back
     return tuple(out)
 
@@ -172,16 +177,18 @@ class Exchange:
         #: ``"HTTP/1.1"``, ``"HTTP/1.0"`` or ``"http/2.0"`` once known.
         self.http_version = ""
         #: Headers exactly as sent: ordered, duplicates kept; names and values are ``str``, or
-        #: ``bytes`` as on the wire, which the builder decodes (UTF-8, else ISO-8859-1).
-        self.request_headers: List[Header] = []
+        #: ``bytes`` as on the wire, which the builder decodes (UTF-8, else ISO-8859-1). A
+        #: sequence of pairs, or the library's own multidict (read through ``items()``) when it
+        #: no longer changes: holding it is cheaper than copying it on the request path.
+        self.request_headers: Headers = ()
         #: The request body as bytes, ``None`` when there was none or it could not be seen.
         self.request_body: Optional[bytes] = None
         #: The request body's true size when the recorder kept only its first bytes.
         self.request_size: Optional[int] = None
         self.status = 0
         self.reason = ""
-        #: Headers exactly as received: ordered, duplicates kept.
-        self.response_headers: List[Header] = []
+        #: Headers exactly as received: ordered, duplicates kept (as ``request_headers``).
+        self.response_headers: Headers = ()
         #: Decoded body chunks as the program received them, kept up to ``body_limit`` bytes.
         self.response_chunks: List[bytes] = []
         #: Decoded body bytes the program received in all (even past ``body_limit``).

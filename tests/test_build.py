@@ -731,7 +731,7 @@ def test_initiator_from_captured_frames() -> None:
     initiator = entry["_initiator"]
     assert initiator["type"] == "script"
     first = initiator["stack"]["callFrames"][0]
-    code, line, _ = frames[0]
+    line = frames[1]  # flat: code, line, lasti per frame
     assert first["functionName"] == "test_initiator_from_captured_frames"
     assert first["url"] == Path(__file__).resolve().as_uri()
     assert first["lineNumber"] == line - 1
@@ -749,7 +749,7 @@ def test_initiator_module_level_and_relative_names() -> None:
     scope: Dict[str, Any] = {}
     exec(code, scope)
     frame = scope["frame"]
-    entry = build(make_exchange(frames=((frame.f_code, frame.f_lineno, frame.f_lasti),)))
+    entry = build(make_exchange(frames=(frame.f_code, frame.f_lineno, frame.f_lasti)))
     call = entry["_initiator"]["stack"]["callFrames"][0]
     assert call["functionName"] == ""
     assert call["url"] == "<stdin>"

@@ -89,13 +89,15 @@ def _response_started(ex: Exchange) -> bool:
     return ex.status != 0 or bool(ex.response_headers)
 
 
-def _headers(raw: List[Tuple[Any, Any]], rules: Optional[Rules], wanted: frozenset
+def _headers(raw: Any, rules: Optional[Rules], wanted: frozenset
              ) -> Tuple[List[Dict[str, str]], int, Dict[str, List[str]]]:
     """One pass over a header list: HAR headers (redacted), the bytes their lines take on the
     wire, and the raw values of the ``wanted`` (lowercased) names.
 
     Names and values are ``str``, or ``bytes`` as they were on the wire (see
     :func:`header_text`)."""
+    if not isinstance(raw, (list, tuple)):
+        raw = raw.items()  # a library's multidict, held as it was
     out = []
     size = 0
     found: Dict[str, List[str]] = {}
@@ -135,7 +137,9 @@ def header_text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def _decoded(raw: List[Tuple[Any, Any]]) -> List[Tuple[str, str]]:
+def _decoded(raw: Any) -> List[Tuple[str, str]]:
+    if not isinstance(raw, (list, tuple)):
+        raw = raw.items()
     return [(header_text(n) if type(n) is bytes else n, header_text(v) if type(v) is bytes else v)
             for n, v in raw]
 

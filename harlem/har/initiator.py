@@ -2,7 +2,7 @@
 
 Chrome writes ``{"type": "script", "stack": {"callFrames": [...]}}`` with 0-based line and
 column numbers, a ``url`` per script and a ``scriptId``; harlem fills it from the
-``(code, line, lasti)`` triples the recorder captured, innermost first. Files become
+``code, line, lasti`` the recorder captured per frame (one flat tuple), innermost first. Files become
 ``file://`` URLs (names such as ``<stdin>`` stay as they are); module-level code has the empty
 function name, as top-level script code has in Chrome; ``scriptId`` is a small number per file,
 stable within the process. The column exists on Python 3.11+ (``co_positions``), else 0.
@@ -16,7 +16,7 @@ import itertools
 import os
 import pathlib
 import sys
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 from .bodies import clean_str
 
@@ -26,9 +26,9 @@ _script_ids: Dict[str, str] = {}
 _next_id = itertools.count(1)
 
 
-def initiator(frames: Iterable[Tuple[Any, int, int]]) -> Dict[str, Any]:
+def initiator(frames: Sequence[Any]) -> Dict[str, Any]:
     call_frames: List[Dict[str, Any]] = []
-    for code, line, lasti in frames:
+    for code, line, lasti in zip(frames[::3], frames[1::3], frames[2::3]):
         function, url, script_id = _code_info(code)
         call_frames.append({
             "functionName": function,
