@@ -163,15 +163,16 @@ def in_background(exporter: HarExporter, settings: Settings) -> HarExporter:
 
 def file_exporter(settings: Settings) -> HarExporter:
     """The exporter that writes ``settings.output`` the way the settings ask."""
-    from .exporters.files import FileHarExporter
-    from .exporters.live import LiveFileHarExporter
-
     if settings.output is None:
         raise ValueError("output: a file path is required")
     if settings.live or settings.interval_seconds:
+        from .exporters.live import LiveFileHarExporter
+
         exporter: HarExporter = LiveFileHarExporter(
             settings.output, indent=settings.indent, interval_seconds=settings.interval_seconds,
             retention_seconds=settings.retention_seconds, join_timeout=settings.join_timeout)
     else:
+        from .exporters.files import FileHarExporter
+
         exporter = FileHarExporter(settings.output, indent=settings.indent)
     return in_background(exporter, settings)

@@ -20,16 +20,19 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from .. import pipeline  # its fork hook must run before ours (registered at the end)
 from .._warn import warn_once
 from ..exporters.base import HarExporter
-from ..exporters.live import LiveFileHarExporter
+from ..exporters.files import flush_spools
 from ..recording import Recording, file_exporter
 from ..settings import Settings
 from . import bootstrap
 from .bootstrap import parts_folder
+
+if TYPE_CHECKING:
+    from ..exporters.live import LiveFileHarExporter
 
 __all__ = ["PartExporter", "new_recording", "finish", "merge_parts", "parts_folder"]
 
@@ -61,6 +64,8 @@ class PartExporter(HarExporter):
             (self._live or self._open()).add_entry(entry)
 
     def _open(self) -> LiveFileHarExporter:
+        from ..exporters.live import LiveFileHarExporter  # only a child process writes a part
+
         os.makedirs(self.folder, mode=0o700, exist_ok=True)
         self._stem = _free_stem(self.folder, os.getpid())
         self.path = os.path.join(self.folder, self._stem + LIVE_SUFFIX)
@@ -193,6 +198,9 @@ def _before_fork() -> None:
     agent = bootstrap.active_agent()
     if agent is not None and agent.recording is not None:
         pipeline.flush(agent.settings.join_timeout)
+        # What the builder just wrote may sit in a spool's buffer, which the child would copy
+        # and write a second time; the spools' own fork hook may already have run.
+        flush_spools()
 
 
 def _after_fork_in_child() -> None:

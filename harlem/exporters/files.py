@@ -17,9 +17,9 @@ from typing import IO, Any, Dict, Iterator, List, Optional, Union
 from .base import HarExporter
 from .layout import Layout
 
-__all__ = ["IoHarExporter", "FileHarExporter", "atomic_write", "check_writable"]
+__all__ = ["IoHarExporter", "FileHarExporter", "atomic_write", "check_writable", "flush_spools"]
 
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = Union[str, os.PathLike[str]]  # no string: a forward reference is compiled at import
 
 
 class _Spool:
@@ -59,8 +59,16 @@ class _Spool:
         self._file.close()
 
 
+def flush_spools() -> None:
+    """Write every spool's buffered entries to its file (before a fork: see :class:`_Spool`).
+
+    The agent calls it again after it made the builder drain its queue into the spools.
+    """
+    _Spool.flush_all()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_Spool.flush_all)
+    os.register_at_fork(before=flush_spools)
 
 
 class IoHarExporter(HarExporter):
