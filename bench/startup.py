@@ -4,7 +4,7 @@
     python bench/startup.py --python H --plain-python P [--runs 20]
 
 ``H`` is an interpreter with harlem installed (so its ``harlem.pth`` is in site-packages) and
-``requests``; ``P`` the same Python with ``requests`` but without harlem. Fresh venvs matter: an
+``requests``; ``P`` the same Python with the same packages but without harlem. Fresh venvs matter: an
 interpreter whose site-packages pre-imports modules (``re``, ``typing``...) hides their cost.
 
 Each round runs every case once, in turn, so that a busy machine slows them all alike; the
@@ -43,6 +43,14 @@ def make_venv(folder: Path, packages: List[str]) -> str:
     python = str(folder / "bin" / "python")
     subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                     *packages], check=True)
+    return python
+
+
+def without_harlem(python: str) -> str:
+    """Uninstall harlem (and its ``.pth``) but keep its dependencies, so that the two venvs
+    differ by harlem alone: the "inactive" rows then measure harlem's ``.pth`` line, not the
+    other distributions a venv happens to hold."""
+    subprocess.run([python, "-m", "pip", "uninstall", "--quiet", "--yes", "harlem"], check=True)
     return python
 
 
@@ -92,7 +100,8 @@ def main() -> int:
         work = Path(folder)
         pythons = {
             "harlem": args.python or make_venv(work / "harlem", [str(REPO), "requests"]),
-            "plain": args.plain_python or make_venv(work / "plain", ["requests"]),
+            "plain": args.plain_python or without_harlem(
+                make_venv(work / "plain", [str(REPO), "requests"])),
         }
         report(measure(pythons, str(work / "out.har"), args.runs), pythons)
     return 0
