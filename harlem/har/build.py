@@ -96,8 +96,7 @@ def _headers(raw: Any, rules: Optional[Rules], wanted: frozenset
 
     Names and values are ``str``, or ``bytes`` as they were on the wire (see
     :func:`header_text`)."""
-    if not isinstance(raw, (list, tuple)):
-        raw = raw.items()  # a library's multidict, held as it was
+    raw = _pairs(raw)
     out = []
     size = 0
     found: Dict[str, List[str]] = {}
@@ -137,9 +136,18 @@ def header_text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def _decoded(raw: Any) -> List[Tuple[str, str]]:
+def _pairs(raw: Any) -> Any:
+    """A recorder's headers as ``(name, value)`` pairs. They come as pairs, as a library's
+    multidict held as it was, or as the ``b"Name: value"`` lines http.client wrote."""
     if not isinstance(raw, (list, tuple)):
-        raw = raw.items()
+        return raw.items()
+    if raw and type(raw[0]) is bytes:
+        return [line.partition(b": ")[::2] for line in raw]
+    return raw
+
+
+def _decoded(raw: Any) -> List[Tuple[str, str]]:
+    raw = _pairs(raw)
     return [(header_text(n) if type(n) is bytes else n, header_text(v) if type(v) is bytes else v)
             for n, v in raw]
 

@@ -8,10 +8,11 @@ when the last recorder stops):
   starts the exchange, keeps the request body, notes the status, reason and response headers,
   and fails the exchange when the call raises. While it runs, a thread-local names the exchange
   so that the urllib3 hooks below know whom they work for; outside it they call straight through.
-* ``urllib3.connection.HTTPConnection``: ``_new_conn`` (the TCP connection), ``putrequest`` and
-  ``putheader`` (the request line and every header exactly as sent, including the Host and
-  Accept-Encoding headers http.client adds itself), ``getresponse`` (request sent; status and
-  headers in; socket addresses). ``HTTPSConnection.connect`` ends with the TLS handshake.
+* ``urllib3.connection.HTTPConnection``: ``_new_conn`` (the TCP connection), ``endheaders``
+  (http.client has buffered the request line and one line per header exactly as it sends
+  them, including the Host and Accept-Encoding headers it adds itself: they are taken as they
+  are, bytes, in one slice), ``getresponse`` (request sent; status and headers in; socket
+  addresses). ``HTTPSConnection.connect`` ends with the TLS handshake.
 * ``socket.getaddrinfo`` is how urllib3 resolves names; it is timed only while this thread is
   inside ``_new_conn`` of a recorded exchange, and passes through untouched otherwise.
 * ``urllib3.response.HTTPResponse``: ``stream`` (what ``.content``, ``.text``, ``.json()``,
@@ -47,8 +48,7 @@ __all__ = ["RequestsHarRecorder"]
 LIBRARY = "requests"
 
 
-# Looked up once by _instrument rather than on every header or connection.
-_skip_header: Optional[str] = None  # urllib3's "do not send this header" marker value
+# Looked up once by _instrument rather than on every connection.
 _https_connection: Optional[type] = None
 
 
@@ -66,13 +66,11 @@ class RequestsHarRecorder(HarRecorder):
         import urllib3
         import urllib3.connection
         import urllib3.response
-        import urllib3.util
         import wrapt
 
-        global _skip_header, _https_connection
+        global _https_connection
         for module in (requests, urllib3, wrapt):
             register_library_path(module)
-        _skip_header = getattr(urllib3.util, "SKIP_HEADER", None)
         _https_connection = urllib3.connection.HTTPSConnection
         connection = urllib3.connection.HTTPConnection
         response = urllib3.response.HTTPResponse
@@ -80,8 +78,7 @@ class RequestsHarRecorder(HarRecorder):
             (requests.adapters.HTTPAdapter, "send", _adapter_send),
             (connection, "_new_conn", _new_conn),
             (urllib3.connection.HTTPSConnection, "connect", _tls_connect),
-            (connection, "putrequest", _putrequest),
-            (connection, "putheader", _putheader),
+            (connection, "endheaders", _endheaders),
             (connection, "getresponse", _getresponse),
             (socket, "getaddrinfo", _getaddrinfo),
             (response, "stream", _stream),
@@ -112,12 +109,12 @@ _thread = _ThreadState()
 
 # --- urllib3 1.26 / 2.x differences, in one place ------------------------------------------
 #
-# Everything else is common to both: ``_new_conn``, ``putrequest``, ``putheader``,
-# ``HTTPSConnection.connect``, ``HTTPResponse.stream/read/tell/_handle_chunk``, ``version`` and
-# ``_original_response``. In 1.26 ``getresponse`` is inherited from http.client (the base's
+# Everything else is common to both: ``_new_conn``, ``endheaders`` (http.client's, with its
+# ``_buffer`` of header lines), ``HTTPSConnection.connect``,
+# ``HTTPResponse.stream/read/tell/_handle_chunk``, ``version`` and ``_original_response``. In 1.26 ``getresponse`` is inherited from http.client (the base's
 # ``_wrap`` patches it on the urllib3 class all the same), and chunked request bodies go through
-# ``request_chunked`` instead of ``request(chunked=True)``; both still call ``putrequest`` and
-# ``putheader``, so the hooks see them. Neither counts ``read_chunked``'s bytes in ``tell()``.
+# ``request_chunked`` instead of ``request(chunked=True)``; both still call ``endheaders``,
+# so the hook sees them. Neither counts ``read_chunked``'s bytes in ``tell()``.
 
 
 def _str_body_bytes(text: str) -> bytes:
@@ -286,8 +283,8 @@ def _tcp_connected(exchange: Exchange, connection: Any) -> None:
 
 def _connected(exchange: Exchange, mark: float) -> None:
     exchange.t_connect_end = mark
-    # Plain-HTTP connections open lazily, inside http.client's first send, after putrequest
-    # and putheader merely buffered the request: sending really starts once connected.
+    # Plain-HTTP connections open lazily, inside http.client's first send (in endheaders),
+    # after the request was merely buffered: sending really starts once connected.
     if exchange.request_headers:
         exchange.t_send_start = mark
 
@@ -319,50 +316,17 @@ def _getaddrinfo(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
             exchange.t_dns_end = now()
 
 
-def _putrequest(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+def _endheaders(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
     exchange = _thread.exchange
     if exchange is not None:
-        _request_line(exchange, args, kwargs)
+        # http.client's buffer: the request line, then b"Name: value" per header (a header's
+        # values joined by CRLF-TAB), what it is about to send. Called again only when urllib3
+        # retries within the exchange: the last attempt counts.
+        lines = getattr(instance, "_buffer", None)
+        if type(lines) is list:
+            exchange.request_headers = lines[1:]
+        exchange.t_send_start = now()
     return wrapped(*args, **kwargs)
-
-
-@_quietly
-def _request_line(exchange: Exchange, args: tuple, kwargs: dict) -> None:
-    method = args[0] if args else kwargs.get("method")
-    if method:
-        exchange.method = str(method)
-    # Called again within one exchange only when urllib3 retries: the last attempt counts.
-    exchange.request_headers = []
-    exchange.t_send_start = now()
-
-
-def _putheader(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    result = wrapped(*args, **kwargs)
-    exchange = _thread.exchange
-    if exchange is not None:
-        # The common call, one text name and value, costs one append; the rest is careful.
-        if len(args) == 2 and type(args[0]) is str and type(args[1]) is str \
-                and args[1] != _skip_header:
-            exchange.request_headers.append(args)
-        else:
-            _header_sent(exchange, args, kwargs)
-    return result
-
-
-@_quietly
-def _header_sent(exchange: Exchange, args: tuple, kwargs: dict) -> None:
-    """Note one header the way http.client puts it on the wire."""
-    name = args[0] if args else kwargs["header"]
-    values = args[1:]
-    if any(isinstance(value, str) and value == _skip_header for value in values):
-        return  # urllib3's marker for "do not send this header": nothing went out
-    exchange.request_headers.append((_header_text(name), "\r\n\t".join(map(_header_text, values))))
-
-
-def _header_text(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return _wire_text(bytes(value).decode("latin-1"))
-    return str(value)
 
 
 def _getresponse(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
