@@ -53,9 +53,12 @@ MAX_FRAMES = 30
 
 
 # Whether each code object seen on a captured stack is hidden: one dict look-up per frame
-# instead of a prefix test per frame and prefix. Emptied when the prefixes change, and when it
-# grows past _MAX_CODES (a program that compiles code at run time keeps making new ones).
-_hidden_codes: Dict[Any, bool] = {}
+# instead of a prefix test per frame and prefix. Keyed by id(): a code object's own hash is
+# computed afresh from its contents on every look-up (~0.4 us for an event loop's big
+# functions, which sit on every async stack); the entry holds the code object, so its id
+# cannot be reused while cached. Emptied when the prefixes change, and when it grows past
+# _MAX_CODES (a program that compiles code at run time keeps making new ones).
+_hidden_codes: Dict[int, Tuple[Any, bool]] = {}
 _MAX_CODES = 20000
 
 
@@ -77,12 +80,14 @@ def register_library_path(module: Any) -> None:
 
 
 def capture_frames(depth: int = 2) -> Tuple[Any, ...]:
-    """The caller's stack, innermost first, as one flat tuple: ``code, line, lasti`` per frame.
+    """The caller's stack, innermost first, as one flat tuple: ``code, lasti`` per frame.
 
-    Cheap by design: a ``sys._getframe`` walk that keeps code objects and numbers (no source
-    lines, no ``inspect``); names, file URLs and columns are resolved later by the builder.
-    Flat, because an exchange waits a while for its building: one tuple instead of one per
-    frame is fewer objects for the program's garbage collector to count and visit meanwhile.
+    Cheap by design: a ``sys._getframe`` walk that keeps code objects and instruction offsets;
+    names, file URLs, lines and columns are resolved later by the builder. Not even
+    ``f_lineno``: CPython finds a line by scanning the code's line table from its start, which
+    for a module's last lines (the ``asyncio.run(main())`` under every async request) cost
+    microseconds per request. Flat, because an exchange waits a while for its building: one
+    tuple instead of one per frame is fewer objects for the garbage collector meanwhile.
     """
     try:
         frame: Any = sys._getframe(depth)
@@ -93,16 +98,18 @@ def capture_frames(depth: int = 2) -> Tuple[Any, ...]:
     if len(hidden_codes) > _MAX_CODES:
         hidden_codes = _hidden_codes = {}
     out: List[Any] = []
-    room = 3 * MAX_FRAMES
+    room = 2 * MAX_FRAMES
     while frame is not None and len(out) < room:
         code = frame.f_code
-        hidden = hidden_codes.get(code)
-        if hidden is None:
+        known = hidden_codes.get(id(code))
+        if known is not None and known[0] is code:
+            hidden = known[1]
+        else:
             filename = code.co_filename
-            hidden = hidden_codes[code] = (filename.startswith(_hidden_tuple)
-                                           or filename.startswith("<frozen"))
+            hidden = filename.startswith(_hidden_tuple) or filename.startswith("<frozen")
+            hidden_codes[id(code)] = (code, hidden)
         if not hidden:
-            out += (code, frame.f_lineno or 0, frame.f_lasti)
+            out += (code, frame.f_lasti)
         frame = frame.f_back
     return tuple(out)
 
@@ -178,8 +185,9 @@ class Exchange:
         self.http_version = ""
         #: Headers exactly as sent: ordered, duplicates kept; names and values are ``str``, or
         #: ``bytes`` as on the wire, which the builder decodes (UTF-8, else ISO-8859-1). A
-        #: sequence of pairs, or the library's own multidict (read through ``items()``) when it
-        #: no longer changes: holding it is cheaper than copying it on the request path.
+        #: sequence of pairs, the ``b"Name: value"`` lines http.client wrote, or the library's
+        #: own multidict (read through ``items()``) once it no longer changes: holding what
+        #: the library made is cheaper than copying it on the request path.
         self.request_headers: Headers = ()
         #: The request body as bytes, ``None`` when there was none or it could not be seen.
         self.request_body: Optional[bytes] = None

@@ -2,15 +2,18 @@
 
 Chrome writes ``{"type": "script", "stack": {"callFrames": [...]}}`` with 0-based line and
 column numbers, a ``url`` per script and a ``scriptId``; harlem fills it from the
-``code, line, lasti`` the recorder captured per frame (one flat tuple), innermost first. Files become
-``file://`` URLs (names such as ``<stdin>`` stay as they are); module-level code has the empty
-function name, as top-level script code has in Chrome; ``scriptId`` is a small number per file,
-stable within the process. The column exists on Python 3.11+ (``co_positions``), else 0.
-Exchanges without frames (served requests) get ``{"type": "other"}``.
+``code, lasti`` pairs the recorder captured per frame (one flat tuple), innermost first: the
+line and column of the call are looked up here, from the code's positions, not on the
+request path. Files become ``file://`` URLs (names such as ``<stdin>`` stay as they are);
+module-level code has the empty function name, as top-level script code has in Chrome;
+``scriptId`` is a small number per file, stable within the process. The column exists on
+Python 3.11+ (``co_positions``), else 0. Exchanges without frames (served requests) get
+``{"type": "other"}``.
 """
 
 from __future__ import annotations
 
+import dis
 import functools
 import itertools
 import os
@@ -28,14 +31,15 @@ _next_id = itertools.count(1)
 
 def initiator(frames: Sequence[Any]) -> Dict[str, Any]:
     call_frames: List[Dict[str, Any]] = []
-    for code, line, lasti in zip(frames[::3], frames[1::3], frames[2::3]):
+    for code, lasti in zip(frames[::2], frames[1::2]):
         function, url, script_id = _code_info(code)
+        line, column = _position(code, lasti)
         call_frames.append({
             "functionName": function,
             "scriptId": script_id,
             "url": url,
-            "lineNumber": max(0, (line or 0) - 1),
-            "columnNumber": _column(code, lasti),
+            "lineNumber": max(0, line - 1),
+            "columnNumber": column,
         })
     if not call_frames:
         return {"type": "other"}
@@ -65,14 +69,23 @@ def _file_url(filename: str) -> str:
 if sys.version_info >= (3, 11):
 
     @functools.lru_cache(maxsize=4096)
-    def _column(code: Any, lasti: int) -> int:
-        """0-based column of the instruction at byte offset ``lasti`` (one code unit = 2 bytes)."""
-        if lasti < 0:
-            return 0
-        position = next(itertools.islice(code.co_positions(), lasti // 2, None), None)
-        return position[2] if position is not None and position[2] is not None else 0
+    def _position(code: Any, lasti: int) -> Tuple[int, int]:
+        """(1-based line, 0-based column) of the instruction at byte offset ``lasti`` (one code
+        unit is 2 bytes), as the frame's ``f_lineno`` would have said."""
+        position = None
+        if lasti >= 0:
+            position = next(itertools.islice(code.co_positions(), lasti // 2, None), None)
+        if position is None or position[0] is None:
+            return code.co_firstlineno, 0
+        return position[0], position[2] or 0
 
 else:  # pragma: no cover - exercised on Python < 3.11
 
-    def _column(code: Any, lasti: int) -> int:
-        return 0
+    @functools.lru_cache(maxsize=4096)
+    def _position(code: Any, lasti: int) -> Tuple[int, int]:
+        line = code.co_firstlineno
+        for offset, start in dis.findlinestarts(code):
+            if offset > lasti:
+                break
+            line = start
+        return line, 0
