@@ -5,6 +5,7 @@ Times are never asserted: this only keeps ``bench/run.py`` from rotting between 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 pytest.importorskip("requests")
 
 RUN = Path(__file__).resolve().parents[1] / "bench" / "run.py"
+INSTRUCTIONS = RUN.with_name("instructions.py")
 
 
 def test_a_tiny_run_prints_the_table() -> None:
@@ -25,3 +27,16 @@ def test_a_tiny_run_prints_the_table() -> None:
     rows = [line for line in done.stdout.splitlines() if line.startswith("|")]
     assert any("record_to_file" in row for row in rows), done.stdout
     assert "NOT RECORDED" not in done.stdout
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instruction_counts_print_their_table() -> None:
+    done = subprocess.run(
+        [sys.executable, str(INSTRUCTIONS), "--only", "requests", "--variants", "plain,file",
+         "--count", "3"],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert [row.split("|")[2].strip() for row in rows[1:]] == ["unrecorded",
+                                                               "record_to_file (default)"]
+    assert all(" M " in row for row in rows[1:]), done.stdout

@@ -1,0 +1,118 @@
+"""What one request costs in CPU instructions, recorded and not: a measure the machine's load
+cannot move.
+
+    python bench/instructions.py                    # requests, aiohttp; file mode and agent
+    python bench/instructions.py --only requests --variants plain,file --count 200
+
+Wall-clock ratios on a shared machine move by ±0.15 between identical runs (see
+docs/performance.md). ``valgrind --tool=callgrind`` counts the instructions a process runs
+instead: the same work gives the same count, whatever else the machine does. Each variant runs
+:mod:`bench.workloads` twice under callgrind, with 0 and with ``--count`` measured requests;
+the difference divided by the count is one request's cost, start-up and exit cancelled out.
+Threads are counted apart (``--separate-threads``), so the table shows what the program's own
+thread pays (harlem's wrappers) next to everything the process ran (building the entries and
+writing the file as well, which the builder does in pauses or when the recording stops).
+
+The event loop's and the kernel's waiting is not an instruction: for aiohttp, whose parser is
+C and whose time goes largely to system calls, instruction ratios are far higher than the
+wall-clock ones. Needs ``valgrind`` on PATH; about 5 minutes for the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+from server import ServerProcess  # noqa: E402
+
+WORKLOADS = {"requests": "requests, one Session, GET", "aiohttp": "aiohttp, one ClientSession, "
+             "sequential GET", "httpx": "httpx, one Client, GET"}
+VARIANTS = {"plain": "unrecorded", "file": "record_to_file (default)",
+            "agent": "agent (HARLEM_OUTPUT)"}
+
+
+def counted(command: List[str], env: Dict[str, str], folder: str) -> Tuple[int, int]:
+    """(instructions of the main thread, of every thread) for one run of ``command``."""
+    out = os.path.join(folder, "callgrind.out")
+    for old in glob.glob(out + "*"):
+        os.unlink(old)
+    done = subprocess.run(["valgrind", "--tool=callgrind", "--separate-threads=yes",
+                           f"--callgrind-out-file={out}", "--trace-children=no", *command],
+                          env=env, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n"
+                           f"{done.stderr[-3000:]}")
+    per_thread: Dict[str, int] = {}
+    for path in glob.glob(out + "-*"):
+        with open(path) as file:
+            for line in file:
+                if line.startswith("summary:"):
+                    per_thread[path.rsplit("-", 1)[1]] = int(line.split()[1])
+                    break
+    return per_thread.get("01", 0), sum(per_thread.values())
+
+
+def measure(workload: str, variant: str, url: str, count: int, folder: str) -> Tuple[float, float]:
+    """(main thread, whole process) instructions per request."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HARLEM_")}
+    env["HARLEM_QUIET"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "harlem_bootstrap"), str(REPO),
+                                         env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    if variant == "agent":
+        env["HARLEM_OUTPUT"] = os.path.join(folder, "agent.har")
+    mode = "plain" if variant == "agent" else variant
+    base = [sys.executable, str(BENCH / "workloads.py"), workload, mode, "--url", url,
+            "--out", folder, "--warmup", "50"]
+    main0, all0 = counted(base + ["--count", "0"], env, folder)
+    main1, all1 = counted(base + ["--count", str(count)], env, folder)
+    return (main1 - main0) / count, (all1 - all0) / count
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="requests,aiohttp",
+                        help="comma-separated workloads: " + ",".join(WORKLOADS))
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated, the first is the reference: " + ",".join(VARIANTS))
+    parser.add_argument("--count", type=int, default=300, help="measured requests per run")
+    args = parser.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed: no instruction counts (apt-get install valgrind)")
+        return 0
+    workloads = [name.strip() for name in args.only.split(",") if name.strip()]
+    variants = [name.strip() for name in args.variants.split(",") if name.strip()]
+    print("| workload | variant | program's thread | vs unrecorded | whole process "
+          "| vs unrecorded |")
+    print("|---|---|---|---|---|---|")
+    with ServerProcess(cpu=None) as server, tempfile.TemporaryDirectory(
+            prefix="harlem-instructions-") as folder:
+        for workload in workloads:
+            base_main = base_all = 0.0
+            for variant in variants:
+                print(f"  .. {workload} {variant}", file=sys.stderr, flush=True)
+                own, whole = measure(workload, variant, server.url, args.count, folder)
+                if variant == variants[0]:
+                    base_main, base_all = own, whole
+                    cells = ["", ""]
+                else:
+                    cells = [f"{(own / base_main - 1) * 100:+.1f} %",
+                             f"{(whole / base_all - 1) * 100:+.1f} %"]
+                name = WORKLOADS[workload] if variant == variants[0] else ""
+                print(f"| {name} | {VARIANTS[variant]} | {own / 1e6:.3f} M | {cells[0]} | "
+                      f"{whole / 1e6:.3f} M | {cells[1]} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
