@@ -81,9 +81,17 @@ _pages_sent: "Dict[int, set]" = {}
 
 def iso_time(timestamp: float) -> str:
     """A wall-clock timestamp as ISO 8601 in UTC with milliseconds, as browsers write it."""
+    global _last_second
     seconds = int(timestamp)
     millis = int((timestamp - seconds) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    second, text = _last_second
+    if second != seconds:  # entries come in bursts: most share the previous one's second
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second = (seconds, text)
+    return f"{text}.{millis:03d}Z"
+
+
+_last_second: Tuple[int, str] = (-1, "")
 
 
 # --- the recorder side ---------------------------------------------------------------------

@@ -103,16 +103,19 @@ def _headers(raw: Any, rules: Optional[Rules], wanted: frozenset
     # The names whose values redaction may change (None: every one, as patterns apply to all).
     touched = rules.header_names if rules is not None else frozenset()
     for name, value in raw:
-        if type(name) is str and type(value) is str and name.isascii() and value.isascii():
+        if type(name) is bytes and type(value) is bytes:
             size += len(name) + len(value) + 4  # ": " and CRLF
-        elif type(name) is bytes and type(value) is bytes:
-            size += len(name) + len(value) + 4
-            name = header_text(name)
-            value = header_text(value)
+            name = name.decode("ascii") if name.isascii() else header_text(name)
+            value = value.decode("ascii") if value.isascii() else header_text(value)
         else:
-            name = clean_str(name)
-            value = clean_str(value)
-            size += _byte_len(name) + _byte_len(value) + 4
+            if type(name) is not str or type(value) is not str:  # aiohttp's istr names...
+                name, value = clean_str(name), clean_str(value)
+            if name.isascii() and value.isascii():
+                size += len(name) + len(value) + 4
+            else:
+                name = clean_str(name)
+                value = clean_str(value)
+                size += _byte_len(name) + _byte_len(value) + 4
         lname = name.lower()
         if lname in wanted:
             found.setdefault(lname, []).append(value)

@@ -14,7 +14,6 @@ Python 3.11+ (``co_positions``), else 0. Exchanges without frames (served reques
 from __future__ import annotations
 
 import dis
-import functools
 import itertools
 import os
 import pathlib
@@ -32,21 +31,37 @@ _next_id = itertools.count(1)
 def initiator(frames: Sequence[Any]) -> Dict[str, Any]:
     call_frames: List[Dict[str, Any]] = []
     for code, lasti in zip(frames[::2], frames[1::2]):
-        function, url, script_id = _code_info(code)
-        line, column = _position(code, lasti)
-        call_frames.append({
-            "functionName": function,
-            "scriptId": script_id,
-            "url": url,
-            "lineNumber": max(0, line - 1),
-            "columnNumber": column,
-        })
+        known = _call_frames.get((id(code), lasti))
+        if known is None or known[0] is not code:
+            known = _remember(code, lasti)
+        call_frames.append(dict(known[1]))  # a copy: an entry's consumers may change theirs
     if not call_frames:
         return {"type": "other"}
     return {"type": "script", "stack": {"callFrames": call_frames}}
 
 
-@functools.lru_cache(maxsize=1024)
+#: Chrome's call frame for each (code, instruction) seen, keyed by ``id(code)``: a code
+#: object's own hash is recomputed from its contents at every look-up. The entry holds the
+#: code object, so its id is not reused while cached; emptied past _MAX_FRAMES.
+_call_frames: Dict[Tuple[int, int], Tuple[Any, Dict[str, Any]]] = {}
+_MAX_FRAMES = 4096
+
+
+def _remember(code: Any, lasti: int) -> Tuple[Any, Dict[str, Any]]:
+    if len(_call_frames) >= _MAX_FRAMES:
+        _call_frames.clear()
+    function, url, script_id = _code_info(code)
+    line, column = _position(code, lasti)
+    known = _call_frames[(id(code), lasti)] = (code, {
+        "functionName": function,
+        "scriptId": script_id,
+        "url": url,
+        "lineNumber": max(0, line - 1),
+        "columnNumber": column,
+    })
+    return known
+
+
 def _code_info(code: Any) -> Tuple[str, str, str]:
     """(function name, script URL, script id) of a code object."""
     name = getattr(code, "co_qualname", code.co_name)
@@ -68,7 +83,6 @@ def _file_url(filename: str) -> str:
 
 if sys.version_info >= (3, 11):
 
-    @functools.lru_cache(maxsize=4096)
     def _position(code: Any, lasti: int) -> Tuple[int, int]:
         """(1-based line, 0-based column) of the instruction at byte offset ``lasti`` (one code
         unit is 2 bytes), as the frame's ``f_lineno`` would have said."""
@@ -81,7 +95,6 @@ if sys.version_info >= (3, 11):
 
 else:  # pragma: no cover - exercised on Python < 3.11
 
-    @functools.lru_cache(maxsize=4096)
     def _position(code: Any, lasti: int) -> Tuple[int, int]:
         line = code.co_firstlineno
         for offset, start in dis.findlinestarts(code):
