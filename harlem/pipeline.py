@@ -68,6 +68,9 @@ _in_flight: "set[Exchange]" = set()
 # Appends and pops on a deque are atomic: producers and the builder share it without a lock.
 _backlog: "deque[Any]" = deque()
 _worker: Optional[threading.Thread] = None
+# True from the builder's start until its loop ends: what _put reads for every exchange
+# (Thread.is_alive() is five Python calls).
+_running = False
 _wake = threading.Event()
 _idle = False  # the builder waits for a first item, with no timeout: the next one must wake it
 _urgent = False  # someone waits for the backlog (flush) or it is large: no batching delay
@@ -253,10 +256,11 @@ def _exporter_in_use(exporter: "HarExporter") -> bool:
 
 def _put(item: Any, urgent: bool = False) -> None:
     """Add ``item`` to the backlog; wake the builder if it sleeps (or now, if ``urgent``)."""
-    global _worker, _urgent
-    if _worker is None or not _worker.is_alive():
+    global _worker, _urgent, _running
+    if not _running:
         with _lock:
-            if _worker is None or not _worker.is_alive():
+            if not _running:
+                _running = True
                 _worker = start_daemon(_run, "harlem-builder")
     _backlog.append(item)
     if urgent:
@@ -276,6 +280,16 @@ def flush(timeout: Optional[float] = None) -> bool:
 
 
 def _run() -> None:
+    global _running
+    try:
+        _loop()
+    finally:  # only if the loop itself failed: the next item starts another builder
+        with _lock:
+            if threading.current_thread() is _worker:
+                _running = False
+
+
+def _loop() -> None:
     global _idle, _urgent
     backlog = _backlog
     while True:
@@ -429,11 +443,12 @@ def _after_fork_in_child() -> None:
 
     Whoever wants the child recorded (the agent) attaches new recorders after this runs.
     """
-    global _lock, _backlog, _worker, _wake, _idle, _urgent, _pending_bytes, _pending_cond
+    global _lock, _backlog, _worker, _running, _wake, _idle, _urgent, _pending_bytes, _pending_cond
     global _listeners, _open_pages, _deferrable
     _lock = threading.RLock()
     _backlog = deque()
     _worker = None
+    _running = False
     _wake = threading.Event()
     _idle = _urgent = False
     _pending_bytes = 0
