@@ -2,7 +2,7 @@
 cannot move.
 
     python bench/instructions.py                    # requests, aiohttp; file mode and agent
-    python bench/instructions.py --only requests --variants plain,file --count 200
+    python bench/instructions.py --only requests --variants plain,file --count 200 --no-startup
 
 Wall-clock ratios on a shared machine move by ±0.15 between identical runs (see
 docs/performance.md). ``valgrind --tool=callgrind`` counts the instructions a process runs
@@ -12,6 +12,8 @@ the difference divided by the count is one request's cost, start-up and exit can
 Threads are counted apart (``--separate-threads``), so the table shows what the program's own
 thread pays (harlem's wrappers) next to everything the process ran (building the entries and
 writing the file as well, which the builder does in pauses or when the recording stops).
+The start-up rows count a whole ``python -c`` run with and without ``HARLEM_OUTPUT``, and
+translate the difference into milliseconds of this machine's plain run.
 
 The event loop's and the kernel's waiting is not an instruction: for aiohttp, whose parser is
 C and whose time goes largely to system calls, instruction ratios are far higher than the
@@ -24,9 +26,11 @@ import argparse
 import glob
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -79,6 +83,36 @@ def measure(workload: str, variant: str, url: str, count: int, folder: str) -> T
     return (main1 - main0) / count, (all1 - all0) / count
 
 
+def startup_rows(folder: str, runs: int) -> List[str]:
+    """``python -c pass`` and ``import requests``, plain and under the agent: instructions, and
+    what the difference would take at this machine's speed (the plain run's median wall time
+    scaled by the ratio of instructions)."""
+    # Byte code is written (and the runs below warm it up first), as an installed harlem's
+    # is at install time: otherwise this would count compiling harlem's modules at each start.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("HARLEM_") and k != "PYTHONDONTWRITEBYTECODE"}
+    env["HARLEM_QUIET"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "harlem_bootstrap"), str(REPO),
+                                         env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    agent = dict(env, HARLEM_OUTPUT=os.path.join(folder, "startup.har"))
+    rows = []
+    for code in ("pass", "import requests"):
+        command = [sys.executable, "-c", code]
+        subprocess.run(command, env=agent, check=True)
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            subprocess.run(command, env=env, check=True)
+            times.append(time.perf_counter() - started)
+        wall = statistics.median(times) * 1000
+        plain = counted(command, env, folder)[1]
+        active = counted(command, agent, folder)[1]
+        extra = (active / plain - 1) * wall
+        rows.append(f"| `python -c \"{code}\"` | {plain / 1e6:.1f} M | {active / 1e6:.1f} M | "
+                    f"{(active / plain - 1) * 100:+.1f} % | {wall:.0f} ms | {extra:+.1f} ms |")
+    return rows
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="requests,aiohttp",
@@ -86,6 +120,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="comma-separated, the first is the reference: " + ",".join(VARIANTS))
     parser.add_argument("--count", type=int, default=300, help="measured requests per run")
+    parser.add_argument("--startup", action=argparse.BooleanOptionalAction, default=True,
+                        help="also count the agent's start-up (default: yes)")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: no instruction counts (apt-get install valgrind)")
@@ -111,6 +147,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                 name = WORKLOADS[workload] if variant == variants[0] else ""
                 print(f"| {name} | {VARIANTS[variant]} | {own / 1e6:.3f} M | {cells[0]} | "
                       f"{whole / 1e6:.3f} M | {cells[1]} |", flush=True)
+        if args.startup:
+            print("  .. start-up", file=sys.stderr, flush=True)
+            print("\n| start-up | plain | under the agent | more | plain, wall clock "
+                  "| the same share of it |")
+            print("|---|---|---|---|---|---|")
+            for row in startup_rows(folder, runs=10):
+                print(row, flush=True)
     return 0
 
 

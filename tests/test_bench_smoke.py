@@ -33,7 +33,7 @@ def test_a_tiny_run_prints_the_table() -> None:
 def test_instruction_counts_print_their_table() -> None:
     done = subprocess.run(
         [sys.executable, str(INSTRUCTIONS), "--only", "requests", "--variants", "plain,file",
-         "--count", "3"],
+         "--count", "3", "--no-startup"],
         capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
