@@ -40,10 +40,8 @@ Headers = Union[Sequence[Header], Any]
 # libraries (each recorder registers its own), so that the first frame is the user's call site.
 # harlem's demo is user code as far as recording goes, so it stays visible.
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_HIDDEN_PREFIXES: List[str] = [
-    os.path.join(_HERE, name) + (os.sep if os.path.isdir(os.path.join(_HERE, name)) else "")
-    for name in os.listdir(_HERE) if name not in ("demo", "__pycache__")
-]
+_HIDDEN_PREFIXES: List[str] = [_HERE + os.sep]
+_VISIBLE = os.path.join(_HERE, "demo") + os.sep
 # The event loop's and thread pools' own frames sit below every async or threaded call: noise.
 _STDLIB = os.path.dirname(os.__file__)
 _HIDDEN_PREFIXES += [os.path.join(_STDLIB, name) + os.sep for name in ("asyncio", "concurrent")]
@@ -106,7 +104,8 @@ def capture_frames(depth: int = 2) -> Tuple[Any, ...]:
             hidden = known[1]
         else:
             filename = code.co_filename
-            hidden = filename.startswith(_hidden_tuple) or filename.startswith("<frozen")
+            hidden = (filename.startswith(_hidden_tuple) and not filename.startswith(_VISIBLE)
+                      or filename.startswith("<frozen"))
             hidden_codes[id(code)] = (code, hidden)
         if not hidden:
             out += (code, frame.f_lasti)

@@ -38,7 +38,8 @@ __all__ = ["PartExporter", "new_recording", "finish", "merge_parts", "parts_fold
 
 LIVE_SUFFIX = ".live.har"
 DONE_SUFFIX = ".har"
-_PART_NAME = re.compile(r"(\d+)(?:-\d+)?(\.live)?\.har")
+# A pattern, compiled by re on first use (at the top's exit, when parts exist), not at start-up.
+_PART_NAME = r"(\d+)(?:-\d+)?(\.live)?\.har"
 
 
 class PartExporter(HarExporter):
@@ -162,7 +163,7 @@ def merge_parts(output: str, indent: Optional[int] = None,
 
 def _is_finished(name: str) -> bool:
     """A finished part, or a live one whose process is gone (killed: its file is still valid)."""
-    match = _PART_NAME.fullmatch(name)
+    match = re.fullmatch(_PART_NAME, name)
     if match is None:
         return False
     return not match.group(2) or not _alive(int(match.group(1)))
