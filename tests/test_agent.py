@@ -70,10 +70,21 @@ def summary_lines(stderr: str) -> List[str]:
     return [line for line in stderr.splitlines() if line.startswith("harlem: ") and "->" in line]
 
 
+def default_signals() -> None:
+    """In the child, before it runs: the dispositions a program started from a terminal has.
+
+    Ignored signals are inherited across exec, so a suite launched under ``nohup`` or as a
+    shell's background job (SIGHUP and SIGINT ignored) would otherwise run these programs deaf
+    to the very signals the tests send.
+    """
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def start(args: List[str], env: Dict[str, str], cwd: Optional[Path] = None) -> subprocess.Popen:
     """A program that prints ``ready`` on stdout once it is waiting for a signal."""
     process = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
     line = process.stdout.readline()
     if line.strip() != "ready":
         process.kill()
