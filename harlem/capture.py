@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-__all__ = ["Exchange", "now", "capture_frames", "register_library_path"]
+__all__ = ["Exchange", "now", "capture_frames", "register_library_path", "header_text"]
 
 #: The one clock for phase timestamps: monotonic, sub-microsecond, comparable across threads.
 now = time.perf_counter
@@ -30,6 +30,20 @@ def _forked() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
+
+def header_text(raw: bytes) -> str:
+    """Header bytes as every recorder spells them: UTF-8 where they are, else ISO-8859-1.
+
+    Recorders hand over header bytes as they were on the wire where they can, so that this
+    runs in the builder, off the program's request path.
+    """
+    if raw.isascii():
+        return raw.decode("ascii")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
 
 #: A header as a recorder keeps it: ``(name, value)``, both ``str`` or both wire ``bytes``.
 Header = Tuple[Any, Any]

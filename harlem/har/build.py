@@ -36,7 +36,7 @@ import ipaddress
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
-from ..capture import Exchange
+from ..capture import Exchange, header_text
 from ..pipeline import DEFAULT_PAGE_ID, iso_time
 from ..settings import Settings
 from .bodies import (NOT_RECORDED, body_text, clean_str, content_type_info, post_data,
@@ -105,17 +105,14 @@ def _headers(raw: Any, rules: Optional[Rules], wanted: frozenset
     for name, value in raw:
         if type(name) is bytes and type(value) is bytes:
             size += len(name) + len(value) + 4  # ": " and CRLF
-            name = name.decode("ascii") if name.isascii() else header_text(name)
-            value = value.decode("ascii") if value.isascii() else header_text(value)
-        else:
-            if type(name) is not str or type(value) is not str:  # aiohttp's istr names...
-                name, value = clean_str(name), clean_str(value)
-            if name.isascii() and value.isascii():
-                size += len(name) + len(value) + 4
-            else:
-                name = clean_str(name)
-                value = clean_str(value)
-                size += _byte_len(name) + _byte_len(value) + 4
+            name = header_text(name)
+            value = header_text(value)
+        elif type(name) is str and type(value) is str and name.isascii() and value.isascii():
+            size += len(name) + len(value) + 4
+        else:  # non-ASCII text, or a library's str subclass (aiohttp's istr names)
+            name = clean_str(name)
+            value = clean_str(value)
+            size += _byte_len(name) + _byte_len(value) + 4
         lname = name.lower()
         if lname in wanted:
             found.setdefault(lname, []).append(value)
@@ -123,20 +120,6 @@ def _headers(raw: Any, rules: Optional[Rules], wanted: frozenset
             value = rules.header(lname, value)  # type: ignore[union-attr]
         out.append({"name": name, "value": value})
     return out, size, found
-
-
-def header_text(raw: bytes) -> str:
-    """Header bytes as every recorder spells them: UTF-8 where they are, else ISO-8859-1.
-
-    Recorders may hand over the bytes as they were on the wire, so that decoding happens here,
-    off the program's request path.
-    """
-    if raw.isascii():
-        return raw.decode("ascii")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
 
 
 def _pairs(raw: Any) -> Any:

@@ -40,7 +40,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from .. import pipeline
 from .._warn import quietly
-from ..capture import Exchange, now, register_library_path
+from ..capture import Exchange, header_text, now, register_library_path
 from .base import HarRecorder
 
 __all__ = ["RequestsHarRecorder"]
@@ -111,10 +111,11 @@ _thread = _ThreadState()
 #
 # Everything else is common to both: ``_new_conn``, ``endheaders`` (http.client's, with its
 # ``_buffer`` of header lines), ``HTTPSConnection.connect``,
-# ``HTTPResponse.stream/read/tell/_handle_chunk``, ``version`` and ``_original_response``. In 1.26 ``getresponse`` is inherited from http.client (the base's
-# ``_wrap`` patches it on the urllib3 class all the same), and chunked request bodies go through
-# ``request_chunked`` instead of ``request(chunked=True)``; both still call ``endheaders``,
-# so the hook sees them. Neither counts ``read_chunked``'s bytes in ``tell()``.
+# ``HTTPResponse.stream/read/tell/_handle_chunk``, ``version`` and ``_original_response``. In
+# 1.26 ``getresponse`` is inherited from http.client (the base's ``_wrap`` patches it on the
+# urllib3 class all the same), and chunked request bodies go through ``request_chunked``
+# instead of ``request(chunked=True)``; both still call ``endheaders``, so the hook sees them.
+# Neither counts ``read_chunked``'s bytes in ``tell()``.
 
 
 def _str_body_bytes(text: str) -> bytes:
@@ -233,16 +234,14 @@ def _response_headers(raw: Any) -> List[Tuple[str, str]]:
 
 
 def _wire_text(text: str) -> str:
-    """Header text that http.client decoded as ISO-8859-1, decoded as UTF-8 when it is UTF-8.
-
-    Every recorder spells header bytes this way (UTF-8, else ISO-8859-1), so "é" sent by a
-    server reads "é" in the HAR whichever library received it.
-    """
+    """Header text that http.client decoded as ISO-8859-1, spelled from its bytes as every
+    recorder spells header bytes (:func:`~harlem.capture.header_text`), so "é" sent by a
+    server reads "é" in the HAR whichever library received it."""
     if text.isascii():
         return text
     try:
-        return text.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
+        return header_text(text.encode("latin-1"))
+    except UnicodeEncodeError:  # not bytes http.client decoded: leave it as it is
         return text
 
 
