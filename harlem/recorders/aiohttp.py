@@ -19,11 +19,6 @@ hooked, and why there (class-level ``wrapt`` patches, all undone exactly at the 
   headers are then final (aiohttp adds Host, Accept, User-Agent, Content-Length... itself), and
   the writer's chunk callback is chained so that the body is seen as written (JSON, multipart,
   files, generators alike).
-
-aiohttp's own tracing (``TraceConfig``) would say most of this, but a session with any trace
-config pays for it on every request (a trace object, a parameters object and a coroutine per
-signal): about a fifth of what an unrecorded keep-alive GET costs. These hooks cost nothing for
-what they do not watch, and the program's own trace configs are left alone.
 * ``ClientResponse.start`` is where a hop's status line and headers arrive. The socket
   addresses are read just before (a response read whole during ``start`` already gave its
   connection back when ``start`` returns). The body reader it yields may already hold body
@@ -41,6 +36,11 @@ what they do not watch, and the program's own trace configs are left alone.
 * ``ClientResponse.release``/``close`` before the end of the body: the program gave up the
   body, so the exchange ends with unknown sizes rather than the error aiohttp then puts in the
   reader.
+
+aiohttp's own tracing (``TraceConfig``) would say most of this, but a session with any trace
+config pays for it on every request (a trace object, a parameters object and a coroutine per
+signal): about a fifth of what an unrecorded keep-alive GET costs. These hooks cost nothing for
+what they do not watch, and the program's own trace configs are left alone.
 
 Nothing here may change what the program sees: wrappers return what aiohttp returned and
 re-raise what it raised (bare ``raise``), never wait, and harlem's own bookkeeping runs inside
@@ -290,37 +290,42 @@ def _finish(exchange: Exchange) -> None:
 
 
 def _on_resolve(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    hop = _connecting_hop()
-    if hop is None:
+    hop = _live_hop()
+    if hop is None or not _connecting(hop):
         return wrapped(*args, **kwargs)
-    return _timed(hop, "t_dns_start", "t_dns_end", wrapped(*args, **kwargs))
+    return _timed(hop, "t_dns_start", ("t_dns_end",), wrapped(*args, **kwargs))
 
 
 def _on_create_connection(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    call = _current.get()
-    hop = call.hop if call is not None else None
-    if hop is None or hop.finished:
+    hop = _live_hop()
+    if hop is None:
         return wrapped(*args, **kwargs)
-    return _timed(hop, "t_connect_start", "t_connect_end", wrapped(*args, **kwargs))
+    # Sending can start once connected (a gap before the writer counts as sending).
+    return _timed(hop, "t_connect_start", ("t_connect_end", "t_send_start"),
+                  wrapped(*args, **kwargs))
 
 
-def _connecting_hop() -> Optional[Exchange]:
+def _live_hop() -> Optional[Exchange]:
+    """The unfinished hop of the recorded call running in this task, if any."""
     call = _current.get()
     hop = call.hop if call is not None else None
-    if hop is None or hop.finished or hop.t_connect_start is None or hop.t_connect_end is not None:
-        return None
-    return hop
+    return hop if hop is not None and not hop.finished else None
 
 
-async def _timed(hop: Exchange, start: str, end: str, step: Any) -> Any:
-    """Await ``step`` (a name resolution, a new connection) and mark when it started and ended."""
+def _connecting(hop: Exchange) -> bool:
+    """True between the start and the end of ``hop``'s new connection."""
+    return hop.t_connect_start is not None and hop.t_connect_end is None
+
+
+async def _timed(hop: Exchange, start: str, ends: Tuple[str, ...], step: Any) -> Any:
+    """Await ``step`` (a name resolution, a new connection), marking ``start`` before and
+    each of ``ends`` after it."""
     if getattr(hop, start) is None:  # an overriding subclass that calls super(): the outer one
         setattr(hop, start, now())
     result = await step
     moment = now()
-    setattr(hop, end, moment)
-    if end == "t_connect_end":
-        hop.t_send_start = moment
+    for end in ends:
+        setattr(hop, end, moment)
     return result
 
 
@@ -335,8 +340,7 @@ def _on_writer(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
 
 @_quietly
 def _writing(call: _Call, hop: Exchange, writer: Any) -> None:
-    if hop.finished or call.request is None or (
-            hop.t_connect_start is not None and hop.t_connect_end is None):
+    if hop.finished or call.request is None or _connecting(hop):
         return  # the writer of a proxy's CONNECT request, not of this hop's request
     moment = now()
     if hop.t_send_start is None:
@@ -433,7 +437,7 @@ def _on_response_start(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -
     hop = call.hop if call is not None else None
     if call is None or hop is None or hop.finished:
         return wrapped(*args, **kwargs)
-    if hop.t_connect_start is not None and hop.t_connect_end is None:
+    if _connecting(hop):
         # Still connecting: this is a proxy's answer to CONNECT, not the hop's response.
         if call.tls_after != "tunnel":
             return wrapped(*args, **kwargs)
