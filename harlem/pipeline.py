@@ -138,7 +138,7 @@ def finish(exchange: Exchange) -> None:
     size = _body_bytes(exchange)
     with _lock:
         _in_flight.discard(exchange)
-        while _pending_bytes > MAX_PENDING_BYTES and _worker is not None and _worker.is_alive() \
+        while _pending_bytes > MAX_PENDING_BYTES and _running \
                 and threading.current_thread() is not _worker:
             _pending_cond.wait(0.5)
         _pending_bytes += size
@@ -260,8 +260,10 @@ def _put(item: Any, urgent: bool = False) -> None:
     if not _running:
         with _lock:
             if not _running:
-                _running = True
+                # Set once started (a thread that cannot start, at interpreter shutdown, raises
+                # and the next item tries again); its loop's end, under _lock, comes after.
                 _worker = start_daemon(_run, "harlem-builder")
+                _running = True
     _backlog.append(item)
     if urgent:
         _urgent = True
