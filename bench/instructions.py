@@ -67,12 +67,22 @@ def counted(command: List[str], env: Dict[str, str], folder: str) -> Tuple[int, 
     return per_thread.get("01", 0), sum(per_thread.values())
 
 
-def measure(workload: str, variant: str, url: str, count: int, folder: str) -> Tuple[float, float]:
-    """(main thread, whole process) instructions per request."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HARLEM_")}
+def run_env() -> Dict[str, str]:
+    """The runs' environment: harlem from this tree (the agent's bootstrap on the path, so that
+    agent runs differ by ``HARLEM_OUTPUT`` alone), no ``HARLEM_*`` of the caller's, and byte
+    code written, as an installed harlem's is at install time: otherwise a start-up would also
+    count compiling harlem's modules."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("HARLEM_") and k != "PYTHONDONTWRITEBYTECODE"}
     env["HARLEM_QUIET"] = "1"
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "harlem_bootstrap"), str(REPO),
                                          env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def measure(workload: str, variant: str, url: str, count: int, folder: str) -> Tuple[float, float]:
+    """(main thread, whole process) instructions per request."""
+    env = run_env()
     if variant == "agent":
         env["HARLEM_OUTPUT"] = os.path.join(folder, "agent.har")
     mode = "plain" if variant == "agent" else variant
@@ -87,18 +97,12 @@ def startup_rows(folder: str, runs: int) -> List[str]:
     """``python -c pass`` and ``import requests``, plain and under the agent: instructions, and
     what the difference would take at this machine's speed (the plain run's median wall time
     scaled by the ratio of instructions)."""
-    # Byte code is written (and the runs below warm it up first), as an installed harlem's
-    # is at install time: otherwise this would count compiling harlem's modules at each start.
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("HARLEM_") and k != "PYTHONDONTWRITEBYTECODE"}
-    env["HARLEM_QUIET"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "harlem_bootstrap"), str(REPO),
-                                         env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = run_env()
     agent = dict(env, HARLEM_OUTPUT=os.path.join(folder, "startup.har"))
     rows = []
     for code in ("pass", "import requests"):
         command = [sys.executable, "-c", code]
-        subprocess.run(command, env=agent, check=True)
+        subprocess.run(command, env=agent, check=True)  # writes harlem's byte code first
         times = []
         for _ in range(runs):
             started = time.perf_counter()
