@@ -716,6 +716,34 @@ async def test_program_sees_the_same_with_and_without_recording(server: Any, rec
     assert len(rec.entries) == len(server.requests) - received  # one per exchange, retries too
 
 
+async def test_a_finished_response_is_freed_as_without_recording(server: Any,
+                                                                 record: Any) -> None:
+    """Nothing harlem keeps holds the program's request or response objects once read: aiohttp's
+    cancelled timeout handles keep the call's context, and with it harlem's state, for minutes;
+    had that state still named the request, every exchange's objects would stay alive for the
+    garbage collector to walk (the exchange itself keeps copies of what it needs)."""
+    import gc
+    import weakref
+
+    async def response_left_alive(session: aiohttp.ClientSession) -> bool:
+        async with session.get(server.url + "/json") as resp:
+            await resp.read()
+        left = weakref.ref(resp)
+        del resp
+        return left() is not None
+
+    gc.disable()  # freed by reference counting alone, as they are unrecorded
+    try:
+        async with aiohttp.ClientSession() as session:
+            plain = await response_left_alive(session)
+            with record() as rec:
+                recorded = [await response_left_alive(session) for _ in range(3)]
+    finally:
+        gc.enable()
+    assert len(rec.entries) == 3
+    assert recorded == [plain] * 3 == [False] * 3
+
+
 async def test_patches_are_removed_at_the_last_stop(server: Any, record: Any) -> None:
     from aiohttp import client_reqrep, connector, http_parser, streams
 

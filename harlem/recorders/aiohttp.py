@@ -238,12 +238,18 @@ async def _recorded_request(call: _Call, wrapped: Any, args: tuple, kwargs: dict
     except BaseException as exc:
         _failed(call, exc)
         raise
+    else:
+        _ended(call)
     finally:
         try:
             _current.reset(token)
         except ValueError:  # an abandoned coroutine closed by the garbage collector elsewhere
             pass
-    _ended(call)
+        # The call's context outlives it: aiohttp's timeout handles copy it, and a cancelled
+        # timer stays in the event loop's queue until its deadline or a clean-up. Let go of
+        # the request (and through it the response and its connection) now, or each of those
+        # handles would keep a whole exchange's objects alive for the collector to walk.
+        call.hop = call.request = None
     return response
 
 
