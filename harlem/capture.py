@@ -161,7 +161,7 @@ class Exchange:
         "status",
         "reason",
         "response_headers",
-        "response_chunks",
+        "response_body",
         "response_size",
         "response_wire_size",
         "body_complete",
@@ -210,8 +210,10 @@ class Exchange:
         self.reason = ""
         #: Headers exactly as received: ordered, duplicates kept (as ``request_headers``).
         self.response_headers: Headers = ()
-        #: Decoded body chunks as the program received them, kept up to ``body_limit`` bytes.
-        self.response_chunks: List[bytes] = []
+        #: The decoded body as the program received it, its first ``body_limit`` bytes: the
+        #: first chunk as it came, a ``bytearray`` once a second one is added. Neither is
+        #: a container the garbage collector tracks while the exchange waits for building.
+        self.response_body: Union[bytes, bytearray] = b""
         #: Decoded body bytes the program received in all (even past ``body_limit``).
         self.response_size = 0
         #: Body bytes on the wire (before content decoding), ``None`` when not measurable.
@@ -236,13 +238,20 @@ class Exchange:
         if not data:
             return
         self.response_size += len(data)
+        body = self.response_body
         limit = self.body_limit
-        if limit is None:
-            self.response_chunks.append(bytes(data))
-            return
-        kept = self.response_size - len(data)
-        if kept < limit:
-            self.response_chunks.append(bytes(data[: limit - kept]))
+        if limit is not None:
+            room = limit - len(body)
+            if room <= 0:
+                return
+            if len(data) > room:
+                data = data[:room]
+        if not body:
+            self.response_body = bytes(data)  # the same object when it is bytes already
+        elif type(body) is bytearray:
+            body += data
+        else:
+            self.response_body = bytearray(body) + data
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"<Exchange {self.library} {self.method} {self.url} {self.status}>"

@@ -285,8 +285,7 @@ def _content(ex: Exchange, settings: Settings, rules: Optional[Rules],
             content["comment"] = NOT_RECORDED
         return content, body_size
 
-    chunks = ex.response_chunks
-    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    data = bytes(ex.response_body)
     limit = settings.max_body_size
     if len(data) > limit:
         data = data[:limit]

@@ -447,7 +447,7 @@ class _Hop:
             if self.raw_done:
                 ex.response_wire_size = self.raw_size
             if not self.identity and not self.decoding:  # read with ``iter_raw`` only
-                ex.response_chunks = self.stash
+                ex.response_body = b"".join(self.stash)
                 ex.response_size = self.stash_size
         pipeline.finish(ex)
 
