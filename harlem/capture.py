@@ -62,6 +62,11 @@ _HIDDEN_PREFIXES += [os.path.join(_STDLIB, name) + os.sep for name in ("asyncio"
 _HIDDEN_PREFIXES.append(os.path.join(_STDLIB, "threading.py"))
 _hidden_tuple: Tuple[str, ...] = tuple(_HIDDEN_PREFIXES)
 MAX_FRAMES = 30
+# Where an async call's stack ends: the frame of the event loop running one callback (a task's
+# step). Past it are only the loop's own frames and the line that started the loop, the same
+# for every request the loop makes: walking them was half the walk of an aiohttp request.
+_LOOP_CALLBACK = (os.path.join(_STDLIB, "asyncio", "events.py"), "_run")
+_STOP = "stop"
 
 
 # Whether each code object seen on a captured stack is hidden: one dict look-up per frame
@@ -97,9 +102,10 @@ def capture_frames(depth: int = 2) -> Tuple[Any, ...]:
     Cheap by design: a ``sys._getframe`` walk that keeps code objects and instruction offsets;
     names, file URLs, lines and columns are resolved later by the builder. Not even
     ``f_lineno``: CPython finds a line by scanning the code's line table from its start, which
-    for a module's last lines (the ``asyncio.run(main())`` under every async request) cost
-    microseconds per request. Flat, because an exchange waits a while for its building: one
-    tuple instead of one per frame is fewer objects for the garbage collector meanwhile.
+    for a module's last lines (a script's ``main()`` call at its end) cost microseconds per
+    request. Flat, because an exchange waits a while for its building: one tuple instead of
+    one per frame is fewer objects for the garbage collector meanwhile. A call made in an
+    event loop's task ends with the task's outermost coroutine (see :data:`_LOOP_CALLBACK`).
     """
     try:
         frame: Any = sys._getframe(depth)
@@ -117,14 +123,24 @@ def capture_frames(depth: int = 2) -> Tuple[Any, ...]:
         if known is not None and known[0] is code:
             hidden = known[1]
         else:
-            filename = code.co_filename
-            hidden = (filename.startswith(_hidden_tuple) and not filename.startswith(_VISIBLE)
-                      or filename.startswith("<frozen"))
+            hidden = _hidden(code)
             hidden_codes[id(code)] = (code, hidden)
         if not hidden:
             out += (code, frame.f_lasti)
+        elif hidden is _STOP:
+            break
         frame = frame.f_back
     return tuple(out)
+
+
+def _hidden(code: Any) -> Any:
+    """Whether frames of ``code`` stay out of ``_initiator``: ``True``, ``False``, or
+    :data:`_STOP` when neither they nor the frames that called them appear."""
+    filename = code.co_filename
+    if (filename, code.co_name) == _LOOP_CALLBACK:
+        return _STOP
+    return (filename.startswith(_hidden_tuple) and not filename.startswith(_VISIBLE)
+            or filename.startswith("<frozen"))
 
 
 class Exchange:

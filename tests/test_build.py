@@ -745,6 +745,24 @@ def test_initiator_from_captured_frames() -> None:
     assert again["scriptId"] == first["scriptId"]
 
 
+def test_an_async_stack_ends_with_its_task() -> None:
+    """Past a task's outermost coroutine are the event loop and whatever started it: the same
+    for every request, so the walk stops there; a synchronous caller keeps its callers."""
+    async def request() -> Any:
+        return _user_code()
+
+    async def task() -> Any:
+        return await request()
+
+    async def main() -> Any:
+        return await asyncio.create_task(task())
+
+    names = [code.co_name for code in asyncio.run(main())[::2]]
+    assert names == ["request", "task"]
+    sync = [code.co_name for code in _user_code()[::2]]
+    assert sync[0] == "test_an_async_stack_ends_with_its_task" and len(sync) > 1
+
+
 def test_initiator_module_level_and_relative_names() -> None:
     code = compile("import sys\nframe = sys._getframe()", "<stdin>", "exec")
     scope: Dict[str, Any] = {}
