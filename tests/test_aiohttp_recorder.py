@@ -744,6 +744,36 @@ async def test_a_finished_response_is_freed_as_without_recording(server: Any,
     assert recorded == [plain] * 3 == [False] * 3
 
 
+async def test_body_readers_are_patched_once_a_body_outlives_its_headers(server: Any,
+                                                                         record: Any) -> None:
+    """Every response's reader runs feed_data/feed_eof: while all bodies arrive with their
+    headers, those stay unpatched (five wrapped calls a request saved)."""
+    from aiohttp import client_reqrep, streams
+
+    methods = [(streams.StreamReader, "feed_data"), (streams.StreamReader, "feed_eof"),
+               (streams.StreamReader, "set_exception"), (client_reqrep.ClientResponse, "release"),
+               (client_reqrep.ClientResponse, "close")]
+    plain = [vars(owner)[name] for owner, name in methods]
+    with record() as rec:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(2):
+                async with session.get(server.url + "/json") as resp:
+                    await resp.read()
+            assert [vars(owner)[name] for owner, name in methods] == plain
+            async with session.get(server.url + "/stream?chunks=3&size=5") as resp:
+                chunks = [chunk async for chunk in resp.content.iter_any()]
+            assert all(vars(owner)[name] is not original
+                       for (owner, name), original in zip(methods, plain))
+            async with session.get(server.url + "/stream?chunks=2&size=4") as resp:
+                first = await resp.content.readexactly(4)  # then given up
+    assert [vars(owner)[name] for owner, name in methods] == plain
+    assert len(rec.entries) == 4
+    streamed, given_up = rec.entries[2]["response"], rec.entries[3]["response"]
+    assert streamed["content"]["size"] == len(b"".join(chunks)) == 15
+    assert given_up["content"]["size"] == -1 and len(first) == 4  # sizes unknown, no error
+    assert "_error" not in given_up
+
+
 async def test_patches_are_removed_at_the_last_stop(server: Any, record: Any) -> None:
     from aiohttp import client_reqrep, connector, http_parser, streams
 
@@ -762,6 +792,9 @@ async def test_patches_are_removed_at_the_last_stop(server: Any, record: Any) ->
         async with aiohttp.ClientSession() as session:
             async with session.get(server.url + "/json") as resp:
                 await resp.read()
+            async with session.get(server.url + "/stream?chunks=3&size=5") as resp:
+                await resp.read()  # a body that outlives start: the readers get patched
+        assert vars(streams.StreamReader)["feed_data"] is not before[5]
     assert [vars(owner)[name] for owner, name in owners] == before
     assert getattr(eyeballs, "start_connection", None) is start_connection
     assert pipeline.is_recording("aiohttp") is False

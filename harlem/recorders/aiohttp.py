@@ -37,6 +37,9 @@ hooked, and why there (class-level ``wrapt`` patches, all undone exactly at the 
   body, so the exchange ends with unknown sizes rather than the error aiohttp then puts in the
   reader.
 
+These last two are patched only once a body outlives its ``start`` (``_follow_bodies``): most
+bodies arrive with their headers, and the readers' methods run for every response.
+
 aiohttp's own tracing (``TraceConfig``) would say most of this, but a session with any trace
 config pays for it on every request (a trace object, a parameters object and a coroutine per
 signal): about a fifth of what an unrecorded keep-alive GET costs. These hooks cost nothing for
@@ -57,7 +60,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from .. import pipeline
 from .._warn import quietly
 from ..capture import Exchange, capture_frames, now, register_library_path
-from .base import HarRecorder
+from .base import HarRecorder, _patch_lock
 
 __all__ = ["AiohttpHarRecorder"]
 
@@ -75,22 +78,15 @@ class AiohttpHarRecorder(HarRecorder):
     def _instrument(cls) -> None:
         import aiohttp
         import wrapt
-        from aiohttp import client_reqrep, connector, http_writer, resolver, streams
+        from aiohttp import client_reqrep, connector, http_writer, resolver
 
         for module in (aiohttp, wrapt):
             register_library_path(module)
-        response = client_reqrep.ClientResponse
-        reader = streams.StreamReader
         patches: List[Tuple[Any, str, Any]] = [
             (aiohttp.ClientSession, "_request", _on_request),
             (connector.BaseConnector, "connect", _on_connect),
             (http_writer.StreamWriter, "__init__", _on_writer),
-            (response, "start", _on_response_start),
-            (response, "release", _on_release),
-            (response, "close", _on_release),
-            (reader, "feed_data", _on_feed_data),
-            (reader, "feed_eof", _on_feed_eof),
-            (reader, "set_exception", _on_set_exception),
+            (client_reqrep.ClientResponse, "start", _on_response_start),
         ]
         # What connects and resolves (not timed for a connector or resolver of the program's
         # own that replaces these methods without calling them)
@@ -104,8 +100,40 @@ class AiohttpHarRecorder(HarRecorder):
 
     @classmethod
     def _uninstrument(cls) -> None:
+        global _following
         super()._uninstrument()
+        _following = False
         _let_go()
+
+    @classmethod
+    def _follow_bodies(cls) -> None:
+        """Watch body readers from now on: a response's body outlived its ``start``.
+
+        Most bodies arrive with their headers and are whole when ``start`` returns; until one
+        does not, the readers' methods stay unpatched, and requests do not pay five wrapped
+        calls each (a ``wrapt`` call costs about a tenth of an unrecorded keep-alive GET).
+        Installed from within ``start``, before the rest of that body can be fed; removed
+        with the other patches at the last stop.
+        """
+        global _following
+        from aiohttp import client_reqrep, streams
+
+        response = client_reqrep.ClientResponse
+        reader = streams.StreamReader
+        with _patch_lock:  # event loops in two threads may both get here first
+            if _following:
+                return
+            _following = cls._wrap_more([
+                (response, "release", _on_release),
+                (response, "close", _on_release),
+                (reader, "feed_data", _on_feed_data),
+                (reader, "feed_eof", _on_feed_eof),
+                (reader, "set_exception", _on_set_exception),
+            ])
+
+
+#: True once the body readers' methods are patched (see ``_follow_bodies``).
+_following = False
 
 
 # --- guarding harlem's own work -------------------------------------------------------------
@@ -505,6 +533,8 @@ def _response_started(hop: Exchange, response: Any) -> None:
     elif reader.is_eof():
         _end_body(hop, reader, complete=True)
     else:
+        if not _following:
+            AiohttpHarRecorder._follow_bodies()
         _readers[reader] = hop
 
 

@@ -103,13 +103,25 @@ class HarRecorder:
     @classmethod
     def _wrap_all(cls, patches: List[Any]) -> None:
         """Wrap every ``(owner, name, wrapper)``, all or nothing: if one fails, the ones
-        already installed are removed, so the library is never left half patched."""
+        this call installed are removed, so the library is never left half patched."""
+        installed = _patches_of(cls)
+        before = len(installed)
         try:
             for owner, name, wrapper in patches:
                 cls._wrap(owner, name, wrapper)
         except BaseException:
-            unwrap_all(cls)
+            unwrap_all(cls, keep=before)
             raise
+
+    @classmethod
+    def _wrap_more(cls, patches: List[Any]) -> bool:
+        """Install patches found to be needed while recording (removed with the others at
+        the last stop). ``False`` when no recorder of the library is started any more."""
+        with _patch_lock:
+            if _users_of(cls) == 0:
+                return False
+            cls._wrap_all(patches)
+            return True
 
     @classmethod
     def _wrap(cls, owner: Any, name: str, wrapper: Any) -> None:
@@ -155,14 +167,15 @@ def _patches_of(cls: Type[HarRecorder]) -> List[Any]:
     return _patch_lists.setdefault(_library_root(cls), [])
 
 
-def unwrap_all(cls: Type[HarRecorder]) -> None:
-    """Put back every original that ``cls`` wrapped, newest first.
+def unwrap_all(cls: Type[HarRecorder], keep: int = 0) -> None:
+    """Put back every original that ``cls`` wrapped, newest first (all but the first
+    ``keep`` patches).
 
     Where someone else has replaced our wrapper since (another instrumentation, a test's
     monkeypatch), theirs stays: ours, left underneath, does nothing once nobody records.
     """
     patches = _patches_of(cls)
-    while patches:
+    while len(patches) > keep:
         owner, name, original, patched = patches.pop()
         current = vars(owner).get(name) if isinstance(owner, type) else getattr(owner, name, None)
         if current is not patched:
