@@ -760,11 +760,11 @@ async def test_body_readers_are_patched_once_a_body_outlives_its_headers(server:
                 async with session.get(server.url + "/json") as resp:
                     await resp.read()
             assert [vars(owner)[name] for owner, name in methods] == plain
-            async with session.get(server.url + "/stream?chunks=3&size=5") as resp:
+            async with session.get(server.url + "/stream?chunks=3&size=5&delay=0.05") as resp:
                 chunks = [chunk async for chunk in resp.content.iter_any()]
             assert all(vars(owner)[name] is not original
                        for (owner, name), original in zip(methods, plain))
-            async with session.get(server.url + "/stream?chunks=2&size=4") as resp:
+            async with session.get(server.url + "/stream?chunks=2&size=4&delay=0.05") as resp:
                 first = await resp.content.readexactly(4)  # then given up
     assert [vars(owner)[name] for owner, name in methods] == plain
     assert len(rec.entries) == 4
@@ -792,7 +792,7 @@ async def test_patches_are_removed_at_the_last_stop(server: Any, record: Any) ->
         async with aiohttp.ClientSession() as session:
             async with session.get(server.url + "/json") as resp:
                 await resp.read()
-            async with session.get(server.url + "/stream?chunks=3&size=5") as resp:
+            async with session.get(server.url + "/stream?chunks=3&size=5&delay=0.05") as resp:
                 await resp.read()  # a body that outlives start: the readers get patched
         assert vars(streams.StreamReader)["feed_data"] is not before[5]
     assert [vars(owner)[name] for owner, name in owners] == before
