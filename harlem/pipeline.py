@@ -122,8 +122,7 @@ def begin(library: str, method: str = "GET", url: str = "", depth: int = 3,
     exchange.page_id = _open_pages[-1]["id"] if _open_pages else None
     limit = _body_limits.get(listeners)
     exchange.body_limit = _limit_of(listeners) if limit is None else limit
-    with _lock:
-        _in_flight.add(exchange)
+    _in_flight.add(exchange)  # atomic; detach copies the set before looking through it
     return exchange
 
 
@@ -238,7 +237,7 @@ def detach(recorder: "HarRecorder") -> None:
     with _lock:
         current = _listeners.get(recorder.library, ())
         _set_listeners(recorder.library, tuple(r for r in current if r is not recorder))
-        unfinished = [ex for ex in _in_flight if recorder in ex.listeners]
+        unfinished = [ex for ex in tuple(_in_flight) if recorder in ex.listeners]
         for exchange in unfinished:  # it gets this partial entry instead of the final one
             exchange.listeners = tuple(r for r in exchange.listeners if r is not recorder)
     for exchange in unfinished:

@@ -520,7 +520,7 @@ def _response_started(hop: Exchange, response: Any) -> None:
     hop.response_headers = response.raw_headers  # a tuple of bytes: the builder decodes them
     reader = response.content
     if hop.status == 101:  # switching protocols: no body, the connection now carries another
-        _end_body(hop, reader, complete=True)
+        _end(hop, reader, complete=True)
         return
     # What arrived with the headers was fed before the reader became known here: take it as
     # it stands (nothing has read from it yet), then follow the rest.
@@ -529,9 +529,9 @@ def _response_started(hop: Exchange, response: Any) -> None:
     hop.response_wire_size = _claim_early_wire(reader)
     error = reader.exception()
     if error is not None:
-        _end_body(hop, reader, error=error)
+        _end(hop, reader, error=error)
     elif reader.is_eof():
-        _end_body(hop, reader, complete=True)
+        _end(hop, reader, complete=True)
     else:
         if not _following:
             AiohttpHarRecorder._follow_bodies()
@@ -603,10 +603,10 @@ def _on_set_exception(wrapped: Any, instance: Any, args: tuple, kwargs: dict) ->
     return wrapped(*args, **kwargs)
 
 
-@_quietly
-def _end_body(hop: Exchange, reader: Any, complete: bool = False,
-              error: Optional[BaseException] = None) -> None:
-    """Finish the exchange: body read to the end (``complete``), failed (``error``) or given up."""
+def _end(hop: Exchange, reader: Any, complete: bool = False,
+         error: Optional[BaseException] = None) -> None:
+    """Finish the exchange: body read to the end (``complete``), failed (``error``) or given up.
+    Unguarded, for ``_response_started``, which is guarded itself."""
     if hop.finished:
         return
     if error is not None:
@@ -615,3 +615,7 @@ def _end_body(hop: Exchange, reader: Any, complete: bool = False,
         hop.body_complete = True
         hop.response_wire_size = _wire_size(reader, hop)
     _finish(hop)
+
+
+#: The hooks' way in: a failure of ours becomes a warning.
+_end_body = _quietly(_end)
