@@ -41,7 +41,8 @@ sys.path.insert(0, str(BENCH))
 from server import ServerProcess  # noqa: E402
 
 WORKLOADS = {"requests": "requests, one Session, GET", "aiohttp": "aiohttp, one ClientSession, "
-             "sequential GET", "httpx": "httpx, one Client, GET"}
+             "sequential GET", "aiohttp-gather": "aiohttp, gather, 50 at a time",
+             "httpx": "httpx, one Client, GET"}
 VARIANTS = {"plain": "unrecorded", "file": "record_to_file (default)",
             "agent": "agent (HARLEM_OUTPUT)"}
 

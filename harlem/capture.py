@@ -117,16 +117,16 @@ def capture_frames(depth: int = 2) -> Tuple[Any, ...]:
         hidden_codes = _hidden_codes = {}
     out: List[Any] = []
     room = 2 * MAX_FRAMES
-    while frame is not None and len(out) < room:
+    while frame is not None:
         code = frame.f_code
         known = hidden_codes.get(id(code))
-        if known is not None and known[0] is code:
-            hidden = known[1]
-        else:
-            hidden = _hidden(code)
-            hidden_codes[id(code)] = (code, hidden)
+        if known is None or known[0] is not code:
+            known = hidden_codes[id(code)] = (code, _hidden(code))
+        hidden = known[1]
         if not hidden:
             out += (code, frame.f_lasti)
+            if len(out) == room:
+                break
         elif hidden is _STOP:
             break
         frame = frame.f_back
