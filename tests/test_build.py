@@ -90,6 +90,31 @@ def build(ex: Exchange, settings: Settings = DEFAULTS, partial: bool = False) ->
     return entry
 
 
+def test_decoded_headers_cache_keeps_no_secret_and_changes_nothing() -> None:
+    """Headers are decoded once per distinct raw form, but nothing redaction may change is
+    kept between entries, and an entry built from the cache is the entry built without it."""
+    from harlem.har import build as build_module
+
+    sent = [b"Host: example.com", b"Authorization: Bearer s3cret", b"X-Team: blue",
+            b"Referer: http://example.com/?token=t0ken", b"Accept: */*"]
+    received = [(b"Content-Type", b"application/json"), (b"Set-Cookie", b"sid=c00kie"),
+                (b"Server", b"demo \xc3\xa9")]
+    settings = Settings(redact_header=("x-team",))
+    build_module._header_cache.clear()
+    cold = build(make_exchange(request_headers=sent, response_headers=received), settings)
+    cached = repr(list(build_module._header_cache.values()))
+    for secret in ("s3cret", "blue", "t0ken", "c00kie"):
+        assert secret not in cached
+    assert "example.com" in cached and "demo \u00e9" in cached
+    warm = build(make_exchange(request_headers=sent, response_headers=received), settings)
+    assert warm == cold
+    assert {h["name"]: h["value"] for h in warm["request"]["headers"]}["X-Team"] == "[REDACTED]"
+    # With patterns, any value may hold a match: nothing is cached.
+    build_module._header_cache.clear()
+    build(make_exchange(request_headers=sent), Settings(redact_pattern=("x",)))
+    assert build_module._header_cache == {}
+
+
 def header_bytes(first_line: str, headers: Any) -> int:
     return len((first_line + "\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers)
                 + "\r\n").encode())

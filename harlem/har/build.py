@@ -44,7 +44,7 @@ from .bodies import (NOT_RECORDED, body_text, clean_str, content_type_info, post
 from .cookies import request_cookies, response_cookie
 from .errors import describe, net_error
 from .initiator import initiator
-from .redact import Rules, rules_for
+from .redact import CREDENTIAL_HEADERS, Rules, rules_for
 from .resource_type import resource_type
 from .timings import har_timings
 
@@ -94,26 +94,16 @@ def _headers(raw: Any, rules: Optional[Rules], wanted: frozenset
     """One pass over a header list: HAR headers (redacted), the bytes their lines take on the
     wire, and the raw values of the ``wanted`` (lowercased) names.
 
-    Names and values are ``str``, or ``bytes`` as they were on the wire (see
-    :func:`header_text`)."""
-    raw = _pairs(raw)
+    A recorder's headers come as ``(name, value)`` pairs (``str``, or ``bytes`` as they were
+    on the wire, see :func:`header_text`), as a library's multidict held as it was, or as the
+    ``b"Name: value"`` lines http.client wrote."""
     out = []
     size = 0
     found: Dict[str, List[str]] = {}
     # The names whose values redaction may change (None: every one, as patterns apply to all).
     touched = rules.header_names if rules is not None else frozenset()
-    for name, value in raw:
-        if type(name) is bytes and type(value) is bytes:
-            size += len(name) + len(value) + 4  # ": " and CRLF
-            name = header_text(name)
-            value = header_text(value)
-        elif type(name) is str and type(value) is str and name.isascii() and value.isascii():
-            size += len(name) + len(value) + 4
-        else:  # non-ASCII text, or a library's str subclass (aiohttp's istr names)
-            name = clean_str(name)
-            value = clean_str(value)
-            size += _byte_len(name) + _byte_len(value) + 4
-        lname = name.lower()
+    for name, value, lname, wire in _header_texts(raw, touched):
+        size += wire
         if lname in wanted:
             found.setdefault(lname, []).append(value)
         if touched is None or lname in touched:
@@ -122,20 +112,54 @@ def _headers(raw: Any, rules: Optional[Rules], wanted: frozenset
     return out, size, found
 
 
-def _pairs(raw: Any) -> Any:
-    """A recorder's headers as ``(name, value)`` pairs. They come as pairs, as a library's
-    multidict held as it was, or as the ``b"Name: value"`` lines http.client wrote."""
-    if not isinstance(raw, (list, tuple)):
-        return raw.items()
-    if raw and type(raw[0]) is bytes:
-        return [line.partition(b": ")[::2] for line in raw]
-    return raw
+# Decoded headers by their raw form (a pair, or an http.client line): most of an exchange's
+# headers are the same as the previous exchange's (Server, Content-Type, Accept...), and
+# decoding them was about half of building an entry. What redaction may change (credentials,
+# URLs, the names the settings add; everything when patterns are set) is never kept here, and
+# the cache is emptied past _MAX_HEADERS (a Date or a Content-Length makes new values).
+_header_cache: Dict[Any, Tuple[str, str, str, int]] = {}
+_MAX_HEADERS = 2048
+
+
+def _header_texts(raw: Any, private: Optional[frozenset] = None
+                  ) -> List[Tuple[str, str, str, int]]:
+    """``(name, value, lowercased name, bytes on the wire)`` for each header of ``raw``;
+    headers named in ``private`` (lowercased; ``None``: all) are decoded but not cached."""
+    cache = _header_cache
+    if len(cache) > _MAX_HEADERS:
+        cache.clear()
+    texts = []
+    for item in (raw if isinstance(raw, (list, tuple)) else raw.items()):
+        text = cache.get(item)
+        if text is None:
+            text = _header_text(item)
+            lname = text[2]
+            if private is not None and lname not in private and lname not in CREDENTIAL_HEADERS:
+                cache[item] = text
+        texts.append(text)
+    return texts
+
+
+def _header_text(item: Any) -> Tuple[str, str, str, int]:
+    if type(item) is bytes:  # a line as http.client wrote it
+        name, _, value = item.partition(b": ")
+    else:
+        name, value = item
+    if type(name) is bytes and type(value) is bytes:
+        size = len(name) + len(value) + 4  # ": " and CRLF
+        name = header_text(name)
+        value = header_text(value)
+    elif type(name) is str and type(value) is str and name.isascii() and value.isascii():
+        size = len(name) + len(value) + 4
+    else:  # non-ASCII text, or a library's str subclass (aiohttp's istr names)
+        name = clean_str(name)
+        value = clean_str(value)
+        size = _byte_len(name) + _byte_len(value) + 4
+    return name, value, name.lower(), size
 
 
 def _decoded(raw: Any) -> List[Tuple[str, str]]:
-    raw = _pairs(raw)
-    return [(header_text(n) if type(n) is bytes else n, header_text(v) if type(v) is bytes else v)
-            for n, v in raw]
+    return [(name, value) for name, value, _, _ in _header_texts(raw)]
 
 
 def _byte_len(text: str) -> int:
