@@ -7,7 +7,8 @@ cannot move.
 Wall-clock ratios on a shared machine move by ±0.15 between identical runs (see
 docs/performance.md). ``valgrind --tool=callgrind`` counts the instructions a process runs
 instead: the same work gives the same count, whatever else the machine does. Each variant runs
-:mod:`bench.workloads` twice under callgrind, with 0 and with ``--count`` measured requests;
+:mod:`bench.workloads` twice under callgrind, with 0 and with ``--count`` measured requests
+(300, or 1000 for aiohttp's cheaper requests);
 the difference divided by the count is one request's cost, start-up and exit cancelled out.
 Threads are counted apart (``--separate-threads``), so the table shows what the program's own
 thread pays (harlem's wrappers) next to everything the process ran (building the entries and
@@ -17,7 +18,7 @@ translate the difference into milliseconds of this machine's plain run.
 
 The event loop's and the kernel's waiting is not an instruction: for aiohttp, whose parser is
 C and whose time goes largely to system calls, instruction ratios are far higher than the
-wall-clock ones. Needs ``valgrind`` on PATH; about 5 minutes for the defaults.
+wall-clock ones. Needs ``valgrind`` on PATH; about 8 minutes for the defaults.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ from server import ServerProcess  # noqa: E402
 WORKLOADS = {"requests": "requests, one Session, GET", "aiohttp": "aiohttp, one ClientSession, "
              "sequential GET", "aiohttp-gather": "aiohttp, gather, 50 at a time",
              "httpx": "httpx, one Client, GET"}
+#: Measured requests per run: a collection of the whole heap (millions of instructions) lands
+#: in one run or the other, so the cheaper a request, the more of them it takes to average it
+#: out (300 aiohttp GETs moved the per-request count by up to 80 k, 1000 by a few k).
+COUNTS = {"requests": 300, "httpx": 300, "aiohttp": 1000, "aiohttp-gather": 1000}
 VARIANTS = {"plain": "unrecorded", "file": "record_to_file (default)",
             "agent": "agent (HARLEM_OUTPUT)"}
 
@@ -124,7 +129,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="comma-separated workloads: " + ",".join(WORKLOADS))
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="comma-separated, the first is the reference: " + ",".join(VARIANTS))
-    parser.add_argument("--count", type=int, default=300, help="measured requests per run")
+    parser.add_argument("--count", type=int, default=None,
+                        help="measured requests per run (default: 300, 1000 for aiohttp)")
     parser.add_argument("--startup", action=argparse.BooleanOptionalAction, default=True,
                         help="also count the agent's start-up (default: yes)")
     args = parser.parse_args(argv)
@@ -142,7 +148,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             base_main = base_all = 0.0
             for variant in variants:
                 print(f"  .. {workload} {variant}", file=sys.stderr, flush=True)
-                own, whole = measure(workload, variant, server.url, args.count, folder)
+                own, whole = measure(workload, variant, server.url,
+                                     args.count or COUNTS[workload], folder)
                 if variant == variants[0]:
                     base_main, base_all = own, whole
                     cells = ["", ""]
