@@ -130,7 +130,11 @@ def _header_texts(raw: Any, private: Optional[frozenset] = None
         cache.clear()
     texts = []
     for item in (raw if isinstance(raw, (list, tuple)) else raw.items()):
-        text = cache.get(item)
+        try:
+            text = cache.get(item)
+        except TypeError:  # a pair that is a list: decoded each time
+            texts.append(_header_text(item))
+            continue
         if text is None:
             text = _header_text(item)
             lname = text[2]
