@@ -393,7 +393,7 @@ _bodies: "weakref.WeakKeyDictionary[Any, _Body]" = weakref.WeakKeyDictionary()
 
 
 def _body_of(raw: Any) -> Optional[_Body]:
-    if not _bodies:
+    if not _bodies.data:  # its weak references, read as is: len(_bodies) is a Python call
         return None
     try:
         body = _bodies.get(raw)
