@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
+from launch import run_env, workload_run  # noqa: E402
 from server import ServerProcess  # noqa: E402
 
 WORKLOADS = {"requests": "requests, one Session, GET", "aiohttp": "aiohttp, one ClientSession, "
@@ -73,27 +73,11 @@ def counted(command: List[str], env: Dict[str, str], folder: str) -> Tuple[int, 
     return per_thread.get("01", 0), sum(per_thread.values())
 
 
-def run_env() -> Dict[str, str]:
-    """The runs' environment: harlem from this tree (the agent's bootstrap on the path, so that
-    agent runs differ by ``HARLEM_OUTPUT`` alone), no ``HARLEM_*`` of the caller's, and byte
-    code written, as an installed harlem's is at install time: otherwise a start-up would also
-    count compiling harlem's modules."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("HARLEM_") and k != "PYTHONDONTWRITEBYTECODE"}
-    env["HARLEM_QUIET"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "harlem_bootstrap"), str(REPO),
-                                         env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
 def measure(workload: str, variant: str, url: str, count: int, folder: str) -> Tuple[float, float]:
     """(main thread, whole process) instructions per request."""
-    env = run_env()
-    if variant == "agent":
-        env["HARLEM_OUTPUT"] = os.path.join(folder, "agent.har")
-    mode = "plain" if variant == "agent" else variant
-    base = [sys.executable, str(BENCH / "workloads.py"), workload, mode, "--url", url,
-            "--out", folder, "--warmup", "50"]
+    # Byte code written beforehand, or a start-up would also count compiling harlem's modules.
+    base, env = workload_run(workload, variant, url, folder, write_bytecode=True)
+    base += ["--warmup", "50"]
     main0, all0 = counted(base + ["--count", "0"], env, folder)
     main1, all1 = counted(base + ["--count", str(count)], env, folder)
     return (main1 - main0) / count, (all1 - all0) / count
@@ -103,7 +87,7 @@ def startup_rows(folder: str, runs: int) -> List[str]:
     """``python -c pass`` and ``import requests``, plain and under the agent: instructions, and
     what the difference would take at this machine's speed (the plain run's median wall time
     scaled by the ratio of instructions)."""
-    env = run_env()
+    env = run_env(write_bytecode=True)
     agent = dict(env, HARLEM_OUTPUT=os.path.join(folder, "startup.har"))
     rows = []
     for code in ("pass", "import requests"):

@@ -45,6 +45,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
+from launch import AGENT_HAR, workload_run  # noqa: E402
 from server import ServerProcess  # noqa: E402
 
 #: Workload -> goal for ``ratio`` (None: measured, no goal yet).
@@ -105,21 +106,10 @@ class Runner:
     def __init__(self, url: str, out: str):
         self.url = url
         self.out = out
-        # Every run gets the agent's bootstrap folder on its path, so that the agent's runs
-        # differ from the unrecorded ones by HARLEM_OUTPUT alone.
-        path = [str(REPO / "harlem_bootstrap"), str(REPO)]
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("HARLEM_")}
-        self.env["PYTHONPATH"] = os.pathsep.join(path + [self.env.get("PYTHONPATH", "")]).rstrip(
-            os.pathsep)
 
     def run(self, workload: str, mode: str, python: str = sys.executable,
             **options: Any) -> Dict[str, Any]:
-        env = dict(self.env, HARLEM_QUIET="1")
-        har = os.path.join(self.out, "agent.har")
-        if mode == "agent":
-            env["HARLEM_OUTPUT"] = har
-        command = [python, str(BENCH / "workloads.py"), workload,
-                   "plain" if mode == "agent" else mode, "--url", self.url, "--out", self.out]
+        command, env = workload_run(workload, mode, self.url, self.out, python)
         for name, value in options.items():
             command += ["--" + name.replace("_", "-"), str(value)]
         started = time.perf_counter()
@@ -130,7 +120,7 @@ class Runner:
         result = json.loads(done.stdout.strip().splitlines()[-1])
         result["wall"] = wall
         if mode == "agent":
-            result["entries"] = har_entry_count(har)
+            result["entries"] = har_entry_count(os.path.join(self.out, AGENT_HAR))
         for name in os.listdir(self.out):  # recordings can be gigabytes: never keep them
             os.unlink(os.path.join(self.out, name))
         return result
