@@ -112,9 +112,8 @@ class AiohttpHarRecorder(HarRecorder):
         Most bodies arrive with their headers and are whole when ``start`` returns; until one
         does not, the readers' methods stay unpatched, and requests do not pay five wrapped
         calls each (about 27 000 instructions in wrapt alone, 7 % of an unrecorded keep-alive
-        GET).
-        Installed from within ``start``, before the rest of that body can be fed; removed
-        with the other patches at the last stop.
+        GET). Installed from within ``start``, before the rest of that body can be fed;
+        removed with the other patches at the last stop.
         """
         global _following
         from aiohttp import client_reqrep, streams

@@ -104,8 +104,7 @@ class HarRecorder:
     def _wrap_all(cls, patches: List[Any]) -> None:
         """Wrap every ``(owner, name, wrapper)``, all or nothing: if one fails, the ones
         this call installed are removed, so the library is never left half patched."""
-        installed = _patches_of(cls)
-        before = len(installed)
+        before = len(_patches_of(cls))
         try:
             for owner, name, wrapper in patches:
                 cls._wrap(owner, name, wrapper)
