@@ -14,7 +14,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-__all__ = ["Exchange", "now", "capture_frames", "register_library_path", "header_text"]
+__all__ = ["Exchange", "now", "capture_frames", "visible_frames", "register_library_path",
+           "header_text"]
 
 #: The one clock for phase timestamps: monotonic, sub-microsecond, comparable across threads.
 now = time.perf_counter
@@ -61,12 +62,18 @@ _STDLIB = os.path.dirname(os.__file__)
 _HIDDEN_PREFIXES += [os.path.join(_STDLIB, name) + os.sep for name in ("asyncio", "concurrent")]
 _HIDDEN_PREFIXES.append(os.path.join(_STDLIB, "threading.py"))
 _hidden_tuple: Tuple[str, ...] = tuple(_HIDDEN_PREFIXES)
+#: Frames kept in ``_initiator``, and frames walked on the request path (hidden ones included).
 MAX_FRAMES = 30
+MAX_WALK = 64
 # Where an async call's stack ends: the frame of the event loop running one callback (a task's
 # step). Past it are only the loop's own frames and the line that started the loop, the same
 # for every request the loop makes: walking them was half the walk of an aiohttp request.
 _LOOP_CALLBACK = (os.path.join(_STDLIB, "asyncio", "events.py"), "_run")
 _STOP = "stop"
+# The code object of that frame, found once asyncio is imported (it is not imported here: the
+# agent's start-up must not pay for it); None until then.
+_loop_step: Optional[Any] = None
+_modules = sys.modules
 
 
 # Whether each code object seen on a captured stack is hidden: one dict look-up per frame
@@ -75,7 +82,7 @@ _STOP = "stop"
 # functions, which sit on every async stack); the entry holds the code object, so its id
 # cannot be reused while cached. Emptied when the prefixes change, and when it grows past
 # _MAX_CODES (a program that compiles code at run time keeps making new ones).
-_hidden_codes: Dict[int, Tuple[Any, bool]] = {}
+_hidden_codes: Dict[int, Tuple[Any, Any]] = {}
 _MAX_CODES = 20000
 
 
@@ -99,38 +106,59 @@ def register_library_path(module: Any) -> None:
 def capture_frames(depth: int = 2) -> Tuple[Any, ...]:
     """The caller's stack, innermost first, as one flat tuple: ``code, lasti`` per frame.
 
-    Cheap by design: a ``sys._getframe`` walk that keeps code objects and instruction offsets;
-    names, file URLs, lines and columns are resolved later by the builder. Not even
-    ``f_lineno``: CPython finds a line by scanning the code's line table from its start, which
-    for a module's last lines (a script's ``main()`` call at its end) cost microseconds per
-    request. Flat, because an exchange waits a while for its building: one tuple instead of
-    one per frame is fewer objects for the garbage collector meanwhile. A call made in an
-    event loop's task ends with the task's outermost coroutine (see :data:`_LOOP_CALLBACK`).
+    Cheap by design, as it runs inside the program's call: a ``sys._getframe`` walk of at most
+    :data:`MAX_WALK` frames that keeps code objects and instruction offsets, and nothing else.
+    Which frames are harlem's or a library's (:func:`visible_frames`), names, file URLs, lines
+    and columns are all worked out later by the builder. Not even ``f_lineno``: CPython finds
+    a line by scanning the code's line table from its start, which for a module's last lines
+    (a script's ``main()`` call at its end) cost microseconds per request. Flat, because an
+    exchange waits a while for its building: one tuple instead of one per frame is fewer
+    objects for the garbage collector meanwhile. A call made in an event loop's task ends with
+    the task's outermost coroutine (see :data:`_LOOP_CALLBACK`).
     """
+    global _loop_step
     try:
         frame: Any = sys._getframe(depth)
     except ValueError:
         return ()
+    stop = _loop_step
+    if stop is None and "asyncio.events" in _modules:
+        stop = _loop_step = _modules["asyncio.events"].Handle._run.__code__
+    out: List[Any] = []
+    room = 2 * MAX_WALK
+    while frame is not None:
+        code = frame.f_code
+        if code is stop:
+            break
+        out += (code, frame.f_lasti)
+        if len(out) == room:
+            break
+        frame = frame.f_back
+    return tuple(out)
+
+
+def visible_frames(frames: Sequence[Any]) -> List[Tuple[Any, int]]:
+    """The ``(code, lasti)`` pairs of a captured stack that ``_initiator`` shows: at most
+    :data:`MAX_FRAMES`, without harlem's, wrapt's, the HTTP libraries' and the event loop's
+    own frames, and none past an event loop's callback."""
     global _hidden_codes
     hidden_codes = _hidden_codes
     if len(hidden_codes) > _MAX_CODES:
         hidden_codes = _hidden_codes = {}
-    out: List[Any] = []
-    room = 2 * MAX_FRAMES
-    while frame is not None:
-        code = frame.f_code
+    shown: List[Tuple[Any, int]] = []
+    for index in range(0, len(frames), 2):
+        code = frames[index]
         known = hidden_codes.get(id(code))
         if known is None or known[0] is not code:
             known = hidden_codes[id(code)] = (code, _hidden(code))
         hidden = known[1]
-        if not hidden:
-            out += (code, frame.f_lasti)
-            if len(out) == room:
-                break
-        elif hidden is _STOP:
+        if hidden is _STOP:
             break
-        frame = frame.f_back
-    return tuple(out)
+        if not hidden:
+            shown.append((code, frames[index + 1]))
+            if len(shown) == MAX_FRAMES:
+                break
+    return shown
 
 
 def _hidden(code: Any) -> Any:
@@ -193,7 +221,7 @@ class Exchange:
         "body_limit",
     )
 
-    def __init__(self, library: str, method: str = "GET", url: str = "", frames: tuple = ()):
+    def __init__(self, library: str, method: str = "GET", url: Any = "", frames: tuple = ()):
         self.library = library
         #: ``"outgoing"`` for a client call, ``"incoming"`` for a request served by the program.
         self.direction = "outgoing"
@@ -209,6 +237,8 @@ class Exchange:
         self.t_response: Optional[float] = None
         self.t_end: Optional[float] = None
         self.method = method
+        #: The URL as sent: ``str``, or the library's own immutable URL object (``str()``
+        #: gives the text; the builder makes it, off the request path).
         self.url = url
         #: ``"HTTP/1.1"``, ``"HTTP/1.0"`` or ``"http/2.0"`` once known.
         self.http_version = ""

@@ -105,7 +105,7 @@ def is_recording(library: str) -> bool:
     return library in _listeners
 
 
-def begin(library: str, method: str = "GET", url: str = "", depth: int = 3,
+def begin(library: str, method: str = "GET", url: Any = "", depth: int = 3,
           frames: Optional[tuple] = None) -> Optional[Exchange]:
     """Start an exchange for ``library``, or return ``None`` when nothing records it.
 

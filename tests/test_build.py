@@ -791,6 +791,36 @@ def test_an_async_stack_ends_with_its_task() -> None:
     assert sync[0] == "test_an_async_stack_ends_with_its_task" and len(sync) > 1
 
 
+def test_library_frames_are_captured_raw_and_left_out_by_the_builder() -> None:
+    """The request path keeps every frame as it is; which are a library's is decided when the
+    entry is built, and the initiator starts at the program's own line."""
+    import harlem.capture as capture
+
+    library_file = str(Path(capture.__file__).with_name("pretend_library.py"))
+    scope: Dict[str, Any] = {"capture_frames": capture_frames}
+    exec(compile("def library_call():\n    return capture_frames(1)\n", library_file, "exec"),
+         scope)
+    frames = scope["library_call"]()
+    assert frames[0].co_filename == library_file  # captured, not judged, on the request path
+    call_frames = build(make_exchange(frames=frames))["_initiator"]["stack"]["callFrames"]
+    assert call_frames[0]["functionName"] == \
+        "test_library_frames_are_captured_raw_and_left_out_by_the_builder"
+    assert all(not frame["url"].endswith("pretend_library.py") for frame in call_frames)
+
+
+def test_a_deep_stack_is_walked_and_shown_within_bounds() -> None:
+    from harlem.capture import MAX_FRAMES, MAX_WALK
+
+    def down(depth: int) -> Any:
+        return down(depth - 1) if depth else _user_code()
+
+    frames = down(MAX_WALK + 20)
+    assert len(frames) == 2 * MAX_WALK
+    call_frames = build(make_exchange(frames=frames))["_initiator"]["stack"]["callFrames"]
+    assert len(call_frames) == MAX_FRAMES
+    assert {frame["functionName"].rsplit(".", 1)[-1] for frame in call_frames} == {"down"}
+
+
 def test_initiator_module_level_and_relative_names() -> None:
     code = compile("import sys\nframe = sys._getframe()", "<stdin>", "exec")
     scope: Dict[str, Any] = {}

@@ -277,7 +277,7 @@ def _response(ex: Exchange, settings: Settings, rules: Optional[Rules], version:
         response["_error"] = net_error(ex.error, started)
         message = clean_str(describe(ex.error))
         if rules is not None:
-            message = rules.scrub(message, ex.url, _decoded(ex.request_headers))
+            message = rules.scrub(message, str(ex.url), _decoded(ex.request_headers))
         comments.append(message)
     if partial:
         comments.append(PARTIAL_COMMENT)

@@ -2,9 +2,9 @@
 
 Chrome writes ``{"type": "script", "stack": {"callFrames": [...]}}`` with 0-based line and
 column numbers, a ``url`` per script and a ``scriptId``; harlem fills it from the
-``code, lasti`` pairs the recorder captured per frame (one flat tuple), innermost first: the
-line and column of the call are looked up here, from the code's positions, not on the
-request path. Files become ``file://`` URLs (names such as ``<stdin>`` stay as they are);
+``code, lasti`` pairs the recorder captured per frame (one flat tuple), innermost first: which
+of them are the program's own (:func:`~harlem.capture.visible_frames`) and the line and
+column of each call are worked out here, not on the request path. Files become ``file://`` URLs (names such as ``<stdin>`` stay as they are);
 module-level code has the empty function name, as top-level script code has in Chrome;
 ``scriptId`` is a small number per file, stable within the process. The column exists on
 Python 3.11+ (``co_positions``), else 0. Exchanges without frames (served requests) get
@@ -20,6 +20,7 @@ import pathlib
 import sys
 from typing import Any, Dict, List, Sequence, Tuple
 
+from ..capture import visible_frames
 from .bodies import clean_str
 
 __all__ = ["initiator"]
@@ -30,7 +31,7 @@ _next_id = itertools.count(1)
 
 def initiator(frames: Sequence[Any]) -> Dict[str, Any]:
     call_frames: List[Dict[str, Any]] = []
-    for code, lasti in zip(frames[::2], frames[1::2]):
+    for code, lasti in visible_frames(frames):
         known = _call_frames.get((id(code), lasti))
         if known is None or known[0] is not code:
             known = _remember(code, lasti)

@@ -287,7 +287,7 @@ _recorded_request.__name__ = "_request"
 _recorded_request.__qualname__ = "ClientSession._request"
 
 
-def _begin(call: _Call, method: str, url: str) -> Optional[Exchange]:
+def _begin(call: _Call, method: str, url: Any) -> Optional[Exchange]:
     # every hop comes from the program's one call, whose frames were taken at its start
     hop = pipeline.begin(LIBRARY, method, url, frames=call.frames)
     if hop is not None and call.hop is None:  # the first hop: from the call's start
@@ -444,7 +444,8 @@ def _attempt(call: _Call, request: Any) -> None:
         if hop.error is None:
             hop.error = ConnectionError(_RETRIED)
         _finish(hop)
-    call.hop = _begin(call, str(request.method), str(request.url))
+    # the URL object as it is: making its text is the builder's work
+    call.hop = _begin(call, str(request.method), request.url)
     call.request = request
     call.tls_after = ("tunnel" if request.proxy else "tcp") if request.is_ssl() else None
 
