@@ -15,13 +15,13 @@ hooked, and why there (class-level ``wrapt`` patches, all undone exactly at the 
 * ``_create_connection`` of the TCP, Unix and named-pipe connectors runs only for a new
   connection (the connect phase; a reused connection has none), and the resolvers' ``resolve``
   only for a real name resolution (not for an IP address or a cached name).
-* ``http_writer.StreamWriter.__init__``: the hop's request is about to be written. The request's
-  headers are then final (aiohttp adds Host, Accept, User-Agent, Content-Length... itself), and
-  the writer's chunk callback is chained so that the body is seen as written (JSON, multipart,
-  files, generators alike).
-* ``ClientResponse.start`` is where a hop's status line and headers arrive. The socket
-  addresses are read just before (a response read whole during ``start`` already gave its
-  connection back when ``start`` returns). The body reader it yields may already hold body
+* ``ClientRequest.write_bytes``: the hop's body is about to be written (aiohttp calls it only
+  for a request with a body, before 3.9 for every request). The writer's chunk callback is
+  chained there, so that the body is seen as written (JSON, multipart, files, generators alike).
+* ``ClientResponse.start`` is where a hop's status line and headers arrive. It is called once
+  the request has gone out: its headers are then final (aiohttp adds Host, Accept, User-Agent,
+  Content-Length... itself), and the socket addresses are read just before (a response read
+  whole during ``start`` already gave its connection back when ``start`` returns). The body reader it yields may already hold body
   bytes, or the whole body: those are taken as they are, and later ones are followed. While
   the hop is still connecting, ``start`` reads a proxy's answer to CONNECT instead: not an
   exchange, but the moment TLS starts through the tunnel.
@@ -78,14 +78,14 @@ class AiohttpHarRecorder(HarRecorder):
     def _instrument(cls) -> None:
         import aiohttp
         import wrapt
-        from aiohttp import client_reqrep, connector, http_writer, resolver
+        from aiohttp import client_reqrep, connector, resolver
 
         for module in (aiohttp, wrapt):
             register_library_path(module)
         patches: List[Tuple[Any, str, Any]] = [
             (aiohttp.ClientSession, "_request", _on_request),
             (connector.BaseConnector, "connect", _on_connect),
-            (http_writer.StreamWriter, "__init__", _on_writer),
+            (client_reqrep.ClientRequest, "write_bytes", _on_write_bytes),
             (client_reqrep.ClientResponse, "start", _on_response_start),
         ]
         # What connects and resolves (not timed for a connector or resolver of the program's
@@ -363,23 +363,23 @@ async def _timed(hop: Exchange, start: str, ends: Tuple[str, ...], step: Any) ->
     return result
 
 
-def _on_writer(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    """``StreamWriter.__init__``: the hop's request is about to be written on its connection."""
-    result = wrapped(*args, **kwargs)
+def _on_write_bytes(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    """``ClientRequest.write_bytes(writer, ...)``: the hop's body is about to be written."""
     call = _current.get()
-    if call is not None and call.hop is not None:
-        _writing(call, call.hop, instance)
-    return result
+    if call is not None and call.hop is not None and call.request is instance:
+        # (not a proxy's CONNECT request: that is a ClientRequest of its own)
+        _writing_body(call.hop, args[0] if args else kwargs.get("writer"))
+    return wrapped(*args, **kwargs)
 
 
 @_quietly
-def _writing(call: _Call, hop: Exchange, writer: Any) -> None:
-    if hop.finished or call.request is None or _connecting(hop):
-        return  # the writer of a proxy's CONNECT request, not of this hop's request
+def _writing_body(hop: Exchange, writer: Any) -> None:
+    if hop.finished:
+        return
     moment = now()
     if hop.t_send_start is None:
         hop.t_send_start = moment
-    hop.t_send_end = moment
+    hop.t_send_end = moment  # the request's head goes out with the first chunk
     # Body chunks reach the writer's callback as the program's payload writes them (bytes,
     # multipart, files, generators alike); a callback already there (the program's own
     # aiohttp traces) still gets every chunk.
@@ -493,7 +493,13 @@ async def _watch_start(hop: Exchange, wrapped: Any, args: tuple, kwargs: dict) -
 
 @_quietly
 def _note_sent(call: _Call, hop: Exchange, connection: Any) -> None:
-    """Before the answer: the request as it went out, and the connection's addresses."""
+    """Before the answer: the request has gone out (its body may still be going: chunks move
+    the end of sending on), and the connection's addresses."""
+    moment = now()
+    if hop.t_send_start is None:  # a kept-alive connection and no body: sent just now
+        hop.t_send_start = moment
+    if hop.t_send_end is None:
+        hop.t_send_end = moment
     _note_request(call, hop)
     transport = connection.transport if connection is not None else None
     if transport is None:
