@@ -92,8 +92,8 @@ def report(medians: List[Tuple[float, float]], pythons: Dict[str, str]) -> None:
             aim = "~0 (noise)"
         else:
             aim = f"<= +{goal:g} ms: " + ("ok" if delta <= goal else "OVER")
-        print(f"{name:34} {ready:6.1f} ms {delta:+7.1f} ms   {whole:6.1f} ms {whole_delta:+7.1f} ms"
-              f"   {aim}")
+        print(f"{name:34} {ready:6.1f} ms {delta:+7.1f} ms   {whole:6.1f} ms "
+              f"{whole_delta:+7.1f} ms   {aim}")
     code = ("import sys, wrapt, requests; print('python', sys.version.split()[0], 'wrapt', "
             "wrapt.__version__, 'requests', requests.__version__)")
     versions = subprocess.run([pythons["harlem"], "-c", code], capture_output=True, text=True,

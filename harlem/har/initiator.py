@@ -4,8 +4,9 @@ Chrome writes ``{"type": "script", "stack": {"callFrames": [...]}}`` with 0-base
 column numbers, a ``url`` per script and a ``scriptId``; harlem fills it from the
 ``code, lasti`` pairs the recorder captured per frame (one flat tuple), innermost first: which
 of them are the program's own (:func:`~harlem.capture.visible_frames`) and the line and
-column of each call are worked out here, not on the request path. Files become ``file://`` URLs (names such as ``<stdin>`` stay as they are);
-module-level code has the empty function name, as top-level script code has in Chrome;
+column of each call are worked out here, not on the request path. Files become ``file://``
+URLs (names such as ``<stdin>`` stay as they are); module-level code has the empty function
+name, as top-level script code has in Chrome;
 ``scriptId`` is a small number per file, stable within the process. The column exists on
 Python 3.11+ (``co_positions``), else 0. Exchanges without frames (served requests) get
 ``{"type": "other"}``.

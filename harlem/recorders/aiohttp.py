@@ -15,16 +15,18 @@ hooked, and why there (class-level ``wrapt`` patches, all undone exactly at the 
 * ``_create_connection`` of the TCP, Unix and named-pipe connectors runs only for a new
   connection (the connect phase; a reused connection has none), and the resolvers' ``resolve``
   only for a real name resolution (not for an IP address or a cached name).
-* ``ClientRequest.write_bytes``: the hop's body is about to be written (aiohttp calls it only
-  for a request with a body, before 3.9 for every request). The writer's chunk callback is
-  chained there, so that the body is seen as written (JSON, multipart, files, generators alike).
+* ``ClientRequest.write_bytes``: the hop's body is about to be written (aiohttp 3.13 and later
+  call it only for a request with a body, older versions for every request). The writer's chunk
+  callback is chained there, so that the body is seen as written (JSON, multipart, files,
+  generators alike).
 * ``ClientResponse.start`` is where a hop's status line and headers arrive. It is called once
   the request has gone out: its headers are then final (aiohttp adds Host, Accept, User-Agent,
   Content-Length... itself), and the socket addresses are read just before (a response read
-  whole during ``start`` already gave its connection back when ``start`` returns). The body reader it yields may already hold body
-  bytes, or the whole body: those are taken as they are, and later ones are followed. While
-  the hop is still connecting, ``start`` reads a proxy's answer to CONNECT instead: not an
-  exchange, but the moment TLS starts through the tunnel.
+  whole during ``start`` already gave its connection back when ``start`` returns). The body
+  reader it yields may already hold body bytes, or the whole body: those are taken as they
+  are, and later ones are followed. While the hop is still connecting, ``start`` reads a
+  proxy's answer to CONNECT instead: not an exchange, but the moment TLS starts through the
+  tunnel.
 * ``aiohappyeyeballs.start_connection`` (aiohttp >= 3.10) returns once TCP is connected: for a
   direct https hop, the TLS handshake starts then. Before 3.10 TCP and TLS are one step.
 * ``http_parser.DeflateBuffer.feed_data`` (aiohttp < 3.13, which does not count them itself)
@@ -379,7 +381,7 @@ def _writing_body(hop: Exchange, writer: Any) -> None:
     moment = now()
     if hop.t_send_start is None:
         hop.t_send_start = moment
-    hop.t_send_end = moment  # the request's head goes out with the first chunk
+    hop.t_send_end = moment  # the request's head is with the writer: chunks move this on
     # Body chunks reach the writer's callback as the program's payload writes them (bytes,
     # multipart, files, generators alike); a callback already there (the program's own
     # aiohttp traces) still gets every chunk.
