@@ -1,6 +1,6 @@
 """What recording costs a program: harlem's overhead, side by side with the same work unrecorded.
 
-    python bench/run.py              # the full run (about 12 minutes on 2 CPUs)
+    python bench/run.py              # the full run (about 20 minutes on 2 CPUs)
     python bench/run.py --quick      # fewer requests and rounds (under 2 minutes)
     python bench/run.py --peers      # also OpenTelemetry and vcrpy, in a venv made for them
     python bench/run.py --only requests,memory --modes file,agent
