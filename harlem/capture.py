@@ -71,8 +71,10 @@ MAX_WALK = 64
 _LOOP_CALLBACK = (os.path.join(_STDLIB, "asyncio", "events.py"), "_run")
 _STOP = "stop"
 # The code object of that frame, found once asyncio is imported (it is not imported here: the
-# agent's start-up must not pay for it); None until then.
+# agent's start-up must not pay for it); None until then, _NO_CODE when Handle._run has none
+# (replaced by something that is not a Python function: the builder still stops by name).
 _loop_step: Optional[Any] = None
+_NO_CODE = object()
 _modules = sys.modules
 
 
@@ -123,7 +125,8 @@ def capture_frames(depth: int = 2) -> Tuple[Any, ...]:
         return ()
     stop = _loop_step
     if stop is None and "asyncio.events" in _modules:
-        stop = _loop_step = _modules["asyncio.events"].Handle._run.__code__
+        handle = getattr(_modules["asyncio.events"], "Handle", None)
+        stop = _loop_step = getattr(getattr(handle, "_run", None), "__code__", _NO_CODE)
     out: List[Any] = []
     room = 2 * MAX_WALK
     while frame is not None:

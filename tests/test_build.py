@@ -808,6 +808,20 @@ def test_library_frames_are_captured_raw_and_left_out_by_the_builder() -> None:
     assert all(not frame["url"].endswith("pretend_library.py") for frame in call_frames)
 
 
+def test_frames_are_taken_when_the_event_loop_step_is_not_a_python_function(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A program (or a tool) may replace asyncio's Handle._run: the walk still works."""
+    import asyncio.events
+
+    import harlem.capture as capture
+
+    monkeypatch.setattr(asyncio.events.Handle, "_run", staticmethod(len), raising=True)
+    monkeypatch.setattr(capture, "_loop_step", None)
+    frames = _user_code()
+    assert frames[0].co_name == \
+        "test_frames_are_taken_when_the_event_loop_step_is_not_a_python_function"
+
+
 def test_a_deep_stack_is_walked_and_shown_within_bounds() -> None:
     from harlem.capture import MAX_FRAMES, MAX_WALK
 
