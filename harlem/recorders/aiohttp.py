@@ -516,11 +516,7 @@ def _note_sent(call: _Call, hop: Exchange, connection: Any) -> None:
 
 @_quietly
 def _response_started(hop: Exchange, response: Any) -> None:
-    moment = hop.t_response = now()
-    if hop.t_send_end is None:
-        hop.t_send_end = moment
-    if hop.t_send_start is None:
-        hop.t_send_start = hop.t_send_end
+    hop.t_response = now()  # sending was marked before start (_note_sent)
     version = response.version
     if version is not None:
         hop.http_version = f"HTTP/{version.major}.{version.minor}"
