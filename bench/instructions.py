@@ -1,7 +1,7 @@
 """What one request costs in CPU instructions, recorded and not: a measure the machine's load
 cannot move.
 
-    python bench/instructions.py                    # requests, aiohttp; file mode and agent
+    python bench/instructions.py                    # requests, aiohttp; file, live, agent
     python bench/instructions.py --only requests --variants plain,file --count 200 --no-startup
 
 Wall-clock ratios on a shared machine move by ±0.15 between identical runs (see
@@ -12,13 +12,14 @@ instead: the same work gives the same count, whatever else the machine does. Eac
 the difference divided by the count is one request's cost, start-up and exit cancelled out.
 Threads are counted apart (``--separate-threads``), so the table shows what the program's own
 thread pays (harlem's wrappers) next to everything the process ran (building the entries and
-writing the file as well, which the builder does in pauses or when the recording stops).
+writing the file as well, which the builder does in pauses or when the recording stops; a
+live file is written as the program runs, so its builder's share is paid during the requests).
 The start-up rows count a whole ``python -c`` run with and without ``HARLEM_OUTPUT``, and
 translate the difference into milliseconds of this machine's plain run.
 
 The event loop's and the kernel's waiting is not an instruction: for aiohttp, whose parser is
 C and whose time goes largely to system calls, instruction ratios are far higher than the
-wall-clock ones. Needs ``valgrind`` on PATH; about 8 minutes for the defaults.
+wall-clock ones. Needs ``valgrind`` on PATH; about 11 minutes for the defaults.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ WORKLOADS = {"requests": "requests, one Session, GET", "aiohttp": "aiohttp, one 
 #: out (300 aiohttp GETs moved the per-request count by up to 80 k, 1000 by a few k).
 COUNTS = {"requests": 300, "httpx": 300, "aiohttp": 1000, "aiohttp-gather": 1000}
 VARIANTS = {"plain": "unrecorded", "file": "record_to_file (default)",
-            "agent": "agent (HARLEM_OUTPUT)"}
+            "live": "record_to_file(live=True)", "agent": "agent (HARLEM_OUTPUT)"}
 
 
 def counted(command: List[str], env: Dict[str, str], folder: str) -> Tuple[int, int]:

@@ -13,7 +13,11 @@ every variant of a workload (unrecorded first, then each mode, the order rotated
 so a machine that slows down slows them all; the table shows medians over rounds. Each run
 warms up before its clock starts. Ratios are recorded / unrecorded:
 
-* ``ratio``: wall-clock time of the measured requests with the recording running (the goal);
+* ``ratio``: wall-clock time of the measured requests with the recording running (the goal),
+  with its 90 % interval: the rounds resampled (bootstrap), so that a reader sees how far this
+  one run can be trusted. A verdict marked ``?`` has the goal inside that interval: the run
+  cannot tell. An A/A row (the unrecorded runs again, as one more variant of every round)
+  shows the noise itself: its true ratio is 1;
 * ``start+stop``: from just before the recording starts to just after its file is written
   (for the agent: the whole process, interpreter start and exit included);
 * ``CPU``: CPU time of every thread of the program (the builder thread included) during the
@@ -32,6 +36,7 @@ import datetime
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -51,6 +56,11 @@ from server import ServerProcess  # noqa: E402
 #: Workload -> goal for ``ratio`` (None: measured, no goal yet).
 GOALS: Dict[str, Optional[float]] = {"requests": 1.05, "aiohttp": 1.10, "aiohttp-gather": 1.25,
                                      "httpx": None}
+#: A live file's goal (an entry written as soon as it is built): its workload's goal where
+#: that is looser.
+LIVE_GOAL = 1.15
+#: The A/A control: unrecorded runs once more, as a variant of its own.
+CONTROL = "again"
 WORKLOAD_LABELS = {
     "requests": "requests, one Session, sequential",
     "aiohttp": "aiohttp, one ClientSession, sequential",
@@ -60,6 +70,7 @@ WORKLOAD_LABELS = {
 MODES = ("file", "live", "interval", "thread", "process", "logger", "agent")
 MODE_LABELS = {
     "plain": "unrecorded",
+    CONTROL: "unrecorded again (A/A: the noise)",
     "file": "record_to_file (default)",
     "live": "record_to_file(live=True)",
     "interval": "record_to_file(interval_seconds=1)",
@@ -110,7 +121,8 @@ class Runner:
 
     def run(self, workload: str, mode: str, python: str = sys.executable,
             **options: Any) -> Dict[str, Any]:
-        command, env = workload_run(workload, mode, self.url, self.out, python)
+        command, env = workload_run(workload, "plain" if mode == CONTROL else mode, self.url,
+                                    self.out, python)
         for name, value in options.items():
             command += ["--" + name.replace("_", "-"), str(value)]
         started = time.perf_counter()
@@ -164,31 +176,67 @@ def median_of(samples: List[Dict[str, Any]], key: str) -> float:
     return statistics.median(sample[key] for sample in samples)
 
 
+def goal_of(workload: str, mode: str) -> Optional[float]:
+    """The goal a mode's ``ratio`` is held to (None: none, as for the peers and the control)."""
+    goal = GOALS.get(workload)
+    if goal is None or mode in PEER_MODES or mode == CONTROL:
+        return None
+    return max(goal, LIVE_GOAL) if mode == "live" else goal
+
+
+def ratio_interval(plain: List[Dict[str, Any]], runs: List[Dict[str, Any]],
+                   draws: int = 2000) -> "tuple[float, float]":
+    """The 90 % bootstrap interval of median(runs) / median(plain) over the rounds.
+
+    Rounds are drawn with replacement, a round's two runs together (they ran side by side);
+    seeded, so that the same samples always print the same interval.
+    """
+    rounds = list(zip(plain, runs))
+    chance = random.Random(0)
+    ratios = []
+    for _ in range(draws):
+        drawn = [rounds[chance.randrange(len(rounds))] for _ in rounds]
+        ratios.append(statistics.median(run["block"] for _, run in drawn)
+                      / statistics.median(base["block"] for base, _ in drawn))
+    ratios.sort()
+    return ratios[int(0.05 * (draws - 1))], ratios[int(0.95 * (draws - 1))]
+
+
+def verdict_of(ratio: float, interval: "tuple[float, float]", goal: Optional[float]) -> str:
+    """PASS or MISS by the median; with ``?`` when the interval holds the goal (noise decides)."""
+    if goal is None:
+        return ""
+    low, high = interval
+    if high <= goal:
+        return "PASS"
+    if low > goal:
+        return "MISS"
+    return "PASS?" if ratio <= goal else "MISS?"
+
+
 def throughput_rows(workload: str, samples: Samples, plan: Plan, label: str,
                     base_label: str = MODE_LABELS["plain"]) -> List[List[str]]:
     """One row for the unrecorded runs (``plain``), then one per mode, against them."""
-    goal = GOALS.get(workload)
     plain = samples["plain"]
     rows = []
     block = median_of(plain, "block")
     rows.append([label, base_label, f"{block * 1000:.0f} ms",
-                 f"{block / plan.count * 1e6:.0f} µs/req", "", "", "", "", ""])
+                 f"{block / plan.count * 1e6:.0f} µs/req", "", "", "", "", "", ""])
     for mode, runs in samples.items():
         if mode == "plain":
             continue
+        goal = goal_of(workload, mode)
         ratio = median_of(runs, "block") / block
+        interval = ratio_interval(plain, runs)
         whole_key = "wall" if mode == "agent" else "session"
         whole = median_of(runs, whole_key) / median_of(plain, whole_key)
         cpu = median_of(runs, "cpu") / median_of(plain, "cpu")
-        entries = min(run["entries"] for run in runs)
-        recorded = entries >= plan.count
-        verdict = ("NOT RECORDED" if not recorded else
-                   "" if goal is None or mode in PEER_MODES else
-                   "PASS" if ratio <= goal else "MISS")
+        recorded = mode == CONTROL or min(run["entries"] for run in runs) >= plan.count
+        verdict = verdict_of(ratio, interval, goal) if recorded else "NOT RECORDED"
         rows.append(["", MODE_LABELS[mode], f"{median_of(runs, 'block') * 1000:.0f} ms",
                      f"{(median_of(runs, 'block') - block) / plan.count * 1e6:+.0f} µs/req",
-                     f"{ratio:.3f}", f"<= {goal:.2f}" if goal and mode not in PEER_MODES else "",
-                     verdict, f"{whole:.3f}", f"{cpu:.3f}"])
+                     f"{ratio:.3f}", f"{interval[0]:.2f}-{interval[1]:.2f}",
+                     f"<= {goal:.2f}" if goal else "", verdict, f"{whole:.3f}", f"{cpu:.3f}"])
     return rows
 
 
@@ -403,7 +451,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if workloads:
             rows: List[List[str]] = []
             for workload in workloads:
-                samples = interleaved(runner, workload, ("plain",) + modes, plan.rounds, options)
+                samples = interleaved(runner, workload, ("plain", CONTROL) + modes, plan.rounds,
+                                      options)
                 label = WORKLOAD_LABELS[workload].format(concurrency=plan.concurrency)
                 rows += throughput_rows(workload, samples, plan, label)
                 if peers and workload in PEER_WORKLOADS:
@@ -412,8 +461,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                     rows += throughput_rows(workload, peer_samples, plan, "",
                                             "unrecorded, in the peers' venv")
             print("## Throughput: recorded / unrecorded\n")
-            print(table(["workload", "mode", "median", "per request (Δ)", "ratio", "goal", "",
-                         "start+stop", "CPU"], rows) + "\n", flush=True)
+            print(table(["workload", "mode", "median", "per request (Δ)", "ratio",
+                         "90 % interval", "goal", "", "start+stop", "CPU"], rows) + "\n",
+                  flush=True)
+            print("The interval resamples the rounds; `?`: the goal lies inside it, so this "
+                  "run cannot tell\n(the A/A row is the unrecorded runs against themselves). "
+                  f"A live file's goal is {LIVE_GOAL}, or its\nworkload's where that is looser.\n")
             if peers:
                 print("Peers run in their own venv; their ratios are against the unrecorded "
                       "runs of that venv (same Python, same requests and aiohttp).\n")
