@@ -109,7 +109,7 @@ class Plan:
         self.live_window = self.live_count // 10
         self.export_count = 2000 if quick else 10_000
         self.export_rounds = 3 if quick else 5
-        self.startup_runs = 0 if quick else 15
+        self.startup_runs = 0 if quick else 20
 
 
 class Runner:
