@@ -19,7 +19,7 @@ translate the difference into milliseconds of this machine's plain run.
 
 The event loop's and the kernel's waiting is not an instruction: for aiohttp, whose parser is
 C and whose time goes largely to system calls, instruction ratios are far higher than the
-wall-clock ones. Needs ``valgrind`` on PATH; about 11 minutes for the defaults.
+wall-clock ones. Needs ``valgrind`` on PATH; about 10 minutes for the defaults.
 """
 
 from __future__ import annotations
