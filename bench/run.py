@@ -9,9 +9,10 @@ Method. A loopback server (:mod:`bench.server`) runs in its own process, pinned 
 CPU, so that it never takes the measured program's GIL. Every run is a fresh process
 (:mod:`bench.workloads`) doing one workload in one mode: recorded or not, each run starts alike,
 and the agent and the peers are measured exactly as the library modes are. Rounds interleave
-every variant of a workload (unrecorded first, then each mode, the order rotated each round),
-so a machine that slows down slows them all; the table shows medians over rounds. Each run
-warms up before its clock starts. Ratios are recorded / unrecorded:
+every variant of a workload (unrecorded first, unrecorded again as an A/A control, then each
+mode, the order rotated each round), so a machine that slows down slows them all; the table
+shows medians over rounds. Each run warms up before its clock starts. Ratios are recorded /
+unrecorded:
 
 * ``ratio``: wall-clock time of the measured requests with the recording running (the goal),
   with its 90 % interval: the rounds resampled (bootstrap), so that a reader sees how far this

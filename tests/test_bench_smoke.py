@@ -26,6 +26,8 @@ def test_a_tiny_run_prints_the_table() -> None:
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("|")]
     assert any("record_to_file" in row for row in rows), done.stdout
+    assert any("unrecorded again (A/A" in row for row in rows), done.stdout  # the noise, shown
+    assert "90 % interval" in rows[0], done.stdout
     assert "NOT RECORDED" not in done.stdout
 
 
