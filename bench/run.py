@@ -227,15 +227,16 @@ def throughput_rows(workload: str, samples: Samples, plan: Plan, label: str,
         if mode == "plain":
             continue
         goal = goal_of(workload, mode)
-        ratio = median_of(runs, "block") / block
+        median = median_of(runs, "block")
+        ratio = median / block
         interval = ratio_interval(plain, runs)
         whole_key = "wall" if mode == "agent" else "session"
         whole = median_of(runs, whole_key) / median_of(plain, whole_key)
         cpu = median_of(runs, "cpu") / median_of(plain, "cpu")
         recorded = mode == CONTROL or min(run["entries"] for run in runs) >= plan.count
         verdict = verdict_of(ratio, interval, goal) if recorded else "NOT RECORDED"
-        rows.append(["", MODE_LABELS[mode], f"{median_of(runs, 'block') * 1000:.0f} ms",
-                     f"{(median_of(runs, 'block') - block) / plan.count * 1e6:+.0f} µs/req",
+        rows.append(["", MODE_LABELS[mode], f"{median * 1000:.0f} ms",
+                     f"{(median - block) / plan.count * 1e6:+.0f} µs/req",
                      f"{ratio:.3f}", f"{interval[0]:.2f}-{interval[1]:.2f}",
                      f"<= {goal:.2f}" if goal else "", verdict, f"{whole:.3f}", f"{cpu:.3f}"])
     return rows
