@@ -21,7 +21,7 @@ matches ``time`` to within float rounding (1e-9 ms).
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 from ..capture import Exchange, now
 
@@ -37,36 +37,34 @@ def har_timings(ex: Exchange) -> Tuple[float, Dict[str, float]]:
         return total, {"blocked": total, "dns": -1, "connect": -1, "send": 0, "wait": 0,
                        "receive": 0, "ssl": -1}
 
+    # The mark that ends each phase, in order: blocked, dns, connect, send, wait, receive.
+    first = ex.t_send_start
+    for start in (ex.t_connect_start, ex.t_dns_start):
+        if start is not None and (first is None or start < first):
+            first = start
+    connected = ex.t_connect_end if ex.t_connect_start is not None else None
+    marks = (first, ex.t_dns_end if ex.t_dns_start is not None else None, connected,
+             ex.t_send_end, ex.t_response, end)
+    lengths = [-1, -1, -1, 0, 0, 0]  # microseconds; what a phase that did not happen gets
     reached = 0  # microseconds since t0 at which the previous phase ended
-
-    def until(mark: Optional[float]) -> int:
-        """The phase that ends at ``mark``: its length in microseconds (0 if no mark)."""
-        nonlocal reached
+    for index, mark in enumerate(marks):
         if mark is None:
-            return 0
+            continue
         point = round((mark - t0) * 1e6)
         if point <= reached:
-            return 0
-        length = point - reached
-        reached = point
-        return length
-
-    starts = [t for t in (ex.t_dns_start, ex.t_connect_start, ex.t_send_start) if t is not None]
-    blocked = until(min(starts)) if starts else -1
-    dns = until(ex.t_dns_end) if ex.t_dns_start is not None and ex.t_dns_end is not None else -1
-    connected = ex.t_connect_end if ex.t_connect_start is not None else None
-    connect = until(connected) if connected is not None else -1
+            lengths[index] = 0
+        else:
+            lengths[index] = point - reached
+            reached = point
+    blocked, dns, connect, send, wait, receive = lengths
     ssl = -1
     if connected is not None and ex.t_tls_start is not None:
         ssl = min(connect, max(0, round((connected - ex.t_tls_start) * 1e6)))
-    send = until(ex.t_send_end)
-    wait = until(ex.t_response)
-    receive = until(end)
-    total = sum(phase for phase in (blocked, dns, connect, send, wait, receive) if phase > 0)
+    total = (blocked if blocked > 0 else 0) + (dns if dns > 0 else 0) \
+        + (connect if connect > 0 else 0) + send + wait + receive
     return total / 1000, {
-        "blocked": _ms(blocked), "dns": _ms(dns), "connect": _ms(connect), "send": send / 1000,
-        "wait": wait / 1000, "receive": receive / 1000, "ssl": _ms(ssl)}
-
-
-def _ms(microseconds: int) -> float:
-    return -1 if microseconds < 0 else microseconds / 1000
+        "blocked": -1 if blocked < 0 else blocked / 1000,
+        "dns": -1 if dns < 0 else dns / 1000,
+        "connect": -1 if connect < 0 else connect / 1000,
+        "send": send / 1000, "wait": wait / 1000, "receive": receive / 1000,
+        "ssl": -1 if ssl < 0 else ssl / 1000}
