@@ -86,11 +86,16 @@ _modules = sys.modules
 # _MAX_CODES (a program that compiles code at run time keeps making new ones).
 _hidden_codes: Dict[int, Tuple[Any, Any]] = {}
 _MAX_CODES = 20000
+# What visible_frames made of each whole stack seen: a program makes its requests from a few
+# places, and most of a stack is the library's own frames, which take a look-up each to skip.
+# Emptied with _hidden_codes when the prefixes change, and past _MAX_STACKS.
+_stacks: Dict[Tuple[int, ...], Tuple[Any, List[Tuple[Any, int]]]] = {}
+_MAX_STACKS = 1024
 
 
 def register_library_path(module: Any) -> None:
     """Hide the frames of ``module``'s package (a recorder's library) from ``_initiator``."""
-    global _hidden_tuple, _hidden_codes
+    global _hidden_tuple, _hidden_codes, _stacks
     path = getattr(module, "__file__", None)
     if not path:
         return
@@ -103,6 +108,7 @@ def register_library_path(module: Any) -> None:
         _HIDDEN_PREFIXES.append(folder)
         _hidden_tuple = tuple(_HIDDEN_PREFIXES)
         _hidden_codes = {}
+        _stacks = {}
 
 
 def capture_frames(depth: int = 2) -> Tuple[Any, ...]:
@@ -143,8 +149,17 @@ def capture_frames(depth: int = 2) -> Tuple[Any, ...]:
 def visible_frames(frames: Sequence[Any]) -> List[Tuple[Any, int]]:
     """The ``(code, lasti)`` pairs of a captured stack that ``_initiator`` shows: at most
     :data:`MAX_FRAMES`, without harlem's, wrapt's, the HTTP libraries' and the event loop's
-    own frames, and none past an event loop's callback."""
+    own frames, and none past an event loop's callback. The list is shared by every stack
+    with the same frames: read it, do not change it."""
     global _hidden_codes
+    codes = frames[0::2]
+    # Keyed by the frames' code ids and offsets: the cached value holds the code objects, so
+    # no other object can have those ids while it is cached, and a match is the same stack.
+    key = tuple(map(id, codes)) + tuple(frames[1::2])
+    stacks = _stacks  # the one read: if the prefixes change meanwhile, no stale result is kept
+    known_stack = stacks.get(key)
+    if known_stack is not None:
+        return known_stack[1]
     hidden_codes = _hidden_codes
     if len(hidden_codes) > _MAX_CODES:
         hidden_codes = _hidden_codes = {}
@@ -161,6 +176,9 @@ def visible_frames(frames: Sequence[Any]) -> List[Tuple[Any, int]]:
             shown.append((code, frames[index + 1]))
             if len(shown) == MAX_FRAMES:
                 break
+    if len(stacks) >= _MAX_STACKS:
+        stacks.clear()
+    stacks[key] = (codes, shown)
     return shown
 
 

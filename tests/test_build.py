@@ -13,7 +13,7 @@ import socket
 import ssl
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import orjson
 import pytest
@@ -806,6 +806,33 @@ def test_library_frames_are_captured_raw_and_left_out_by_the_builder() -> None:
     assert call_frames[0]["functionName"] == \
         "test_library_frames_are_captured_raw_and_left_out_by_the_builder"
     assert all(not frame["url"].endswith("pretend_library.py") for frame in call_frames)
+
+
+def test_a_stack_seen_before_is_shown_again_until_a_library_is_hidden(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The builder remembers what each whole stack shows; hiding a library's frames later (a
+    recorder instrumenting it) must not leave that stack showing them."""
+    import types
+
+    import harlem.capture as capture
+
+    monkeypatch.setattr(capture, "_HIDDEN_PREFIXES", list(capture._HIDDEN_PREFIXES))
+    monkeypatch.setattr(capture, "_hidden_tuple", capture._hidden_tuple)
+    library_file = str(tmp_path / "later_library.py")
+    scope: Dict[str, Any] = {"capture_frames": capture_frames}
+    exec(compile("def library_call():\n    return capture_frames(1)\n", library_file, "exec"),
+         scope)
+    frames = scope["library_call"]()
+
+    def names() -> List[str]:
+        call_frames = build(make_exchange(frames=frames))["_initiator"]["stack"]["callFrames"]
+        return [frame["functionName"].rsplit(".", 1)[-1] for frame in call_frames]
+
+    assert names()[:2] == ["library_call", \
+        "test_a_stack_seen_before_is_shown_again_until_a_library_is_hidden"]
+    assert names() == names()  # from the remembered stack
+    capture.register_library_path(types.SimpleNamespace(__file__=library_file))
+    assert names()[0] == "test_a_stack_seen_before_is_shown_again_until_a_library_is_hidden"
 
 
 def test_frames_are_taken_when_the_event_loop_step_is_not_a_python_function(

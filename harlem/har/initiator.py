@@ -31,15 +31,29 @@ _next_id = itertools.count(1)
 
 
 def initiator(frames: Sequence[Any]) -> Dict[str, Any]:
-    call_frames: List[Dict[str, Any]] = []
-    for code, lasti in visible_frames(frames):
-        known = _call_frames.get((id(code), lasti))
-        if known is None or known[0] is not code:
-            known = _remember(code, lasti)
-        call_frames.append(dict(known[1]))  # a copy: an entry's consumers may change theirs
-    if not call_frames:
+    shown = visible_frames(frames)
+    if not shown:
         return {"type": "other"}
-    return {"type": "script", "stack": {"callFrames": call_frames}}
+    # visible_frames gives one list per distinct stack, kept while it is cached: its call
+    # frames are looked up once for it (held here, the list's id is not reused meanwhile).
+    known = _stacks.get(id(shown))
+    if known is None or known[0] is not shown:
+        if len(_stacks) >= _MAX_FRAMES:
+            _stacks.clear()
+        known = _stacks[id(shown)] = (shown, [_call_frame(code, lasti) for code, lasti in shown])
+    # Copies: an entry's consumers may change theirs.
+    return {"type": "script", "stack": {"callFrames": [frame.copy() for frame in known[1]]}}
+
+
+#: The call frames of each list :func:`visible_frames` returned, by the list's id.
+_stacks: Dict[int, Tuple[Any, List[Dict[str, Any]]]] = {}
+
+
+def _call_frame(code: Any, lasti: int) -> Dict[str, Any]:
+    known = _call_frames.get((id(code), lasti))
+    if known is None or known[0] is not code:
+        known = _remember(code, lasti)
+    return known[1]
 
 
 #: Chrome's call frame for each (code, instruction) seen, keyed by ``id(code)``: a code
