@@ -102,7 +102,21 @@ def _headers(raw: Any, rules: Optional[Rules], wanted: frozenset
     found: Dict[str, List[str]] = {}
     # The names whose values redaction may change (None: every one, as patterns apply to all).
     touched = rules.header_names if rules is not None else frozenset()
-    for name, value, lname, wire in _header_texts(raw, touched):
+    cache = _header_cache
+    if len(cache) > _MAX_HEADERS:
+        cache.clear()
+    for item in _items(raw):
+        try:
+            text = cache.get(item)
+        except TypeError:  # a pair that is a list: decoded each time
+            text = _header_text(item)
+        else:
+            if text is None:
+                text = _header_text(item)
+                if touched is not None and text[2] not in touched \
+                        and text[2] not in CREDENTIAL_HEADERS:
+                    cache[item] = text
+        name, value, lname, wire = text
         size += wire
         if lname in wanted:
             found.setdefault(lname, []).append(value)
@@ -119,29 +133,6 @@ def _headers(raw: Any, rules: Optional[Rules], wanted: frozenset
 # the cache is emptied past _MAX_HEADERS (a Date or a Content-Length makes new values).
 _header_cache: Dict[Any, Tuple[str, str, str, int]] = {}
 _MAX_HEADERS = 2048
-
-
-def _header_texts(raw: Any, private: Optional[frozenset] = None
-                  ) -> List[Tuple[str, str, str, int]]:
-    """``(name, value, lowercased name, bytes on the wire)`` for each header of ``raw``;
-    headers named in ``private`` (lowercased; ``None``: all) are decoded but not cached."""
-    cache = _header_cache
-    if len(cache) > _MAX_HEADERS:
-        cache.clear()
-    texts = []
-    for item in (raw if isinstance(raw, (list, tuple)) else raw.items()):
-        try:
-            text = cache.get(item)
-        except TypeError:  # a pair that is a list: decoded each time
-            texts.append(_header_text(item))
-            continue
-        if text is None:
-            text = _header_text(item)
-            lname = text[2]
-            if private is not None and lname not in private and lname not in CREDENTIAL_HEADERS:
-                cache[item] = text
-        texts.append(text)
-    return texts
 
 
 def _header_text(item: Any) -> Tuple[str, str, str, int]:
@@ -163,7 +154,12 @@ def _header_text(item: Any) -> Tuple[str, str, str, int]:
 
 
 def _decoded(raw: Any) -> List[Tuple[str, str]]:
-    return [(name, value) for name, value, _, _ in _header_texts(raw)]
+    """``raw``'s headers as ``(name, value)`` text, unredacted (and so kept out of the cache)."""
+    return [_header_text(item)[:2] for item in _items(raw)]
+
+
+def _items(raw: Any) -> Any:
+    return raw if isinstance(raw, (list, tuple)) else raw.items()
 
 
 def _byte_len(text: str) -> int:
@@ -194,7 +190,7 @@ def _request(ex: Exchange, settings: Settings, rules: Optional[Rules], version: 
         else len(body) if body is not None else _declared_body_size(found),
     }
     if headers:
-        sent = urlsplit(sent_url)
+        sent = split if url is sent_url else urlsplit(sent_url)
         target = (sent.path or "/") + ("?" + sent.query if sent.query else "")
         request["headersSize"] = _byte_len(f"{method} {target} {version}") + 2 + lines_size + 2
     # With bodies off, recorders may not keep the bytes: a sent body still gets its postData
@@ -296,7 +292,8 @@ def _content(ex: Exchange, settings: Settings, rules: Optional[Rules],
         return {"size": 0, "mimeType": mime_type}, -1
     complete = ex.body_complete and not partial
     size = ex.response_size if complete else -1
-    encoded = _content_encoded(found.get("content-encoding", ()))
+    encodings = found.get("content-encoding")
+    encoded = encodings is not None and _content_encoded(encodings)
     if not complete:
         body_size = -1
     elif ex.response_wire_size is not None:
