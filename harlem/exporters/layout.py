@@ -20,6 +20,9 @@ from typing import Any, Dict, Iterable, List, Optional
 from .base import creator
 
 _PLACEHOLDER = "__harlem_entries__"
+#: ``orjson.dumps``, imported when the first entry is serialised, not with this module (the
+#: agent imports it at start-up); an import statement per entry would cost a microsecond.
+_dumps: Any = None
 
 
 class Layout:
@@ -62,9 +65,12 @@ class Layout:
 
     def entry(self, entry: Dict[str, Any]) -> bytes:
         """One entry, serialised (and indented to its depth when ``indent`` is set)."""
-        from orjson import dumps  # here, not at import: the agent imports this module early
+        global _dumps
+        if _dumps is None:
+            from orjson import dumps
 
-        return dumps(entry) if not self.indent else self.reindent(dumps(entry))
+            _dumps = dumps
+        return _dumps(entry) if not self.indent else self.reindent(_dumps(entry))
 
     def reindent(self, compact: bytes) -> bytes:
         """A compact entry (as spooled) in this layout."""
