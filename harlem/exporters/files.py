@@ -15,7 +15,7 @@ import weakref
 from typing import IO, Any, Dict, Iterator, List, Optional, Union
 
 from .base import HarExporter
-from .layout import Layout
+from .layout import Layout, compact_entry
 
 __all__ = ["IoHarExporter", "FileHarExporter", "atomic_write", "check_writable", "flush_spools"]
 
@@ -97,9 +97,7 @@ class IoHarExporter(HarExporter):
                 self.pages.append(dict(page))
 
     def add_entry(self, entry: Dict[str, Any]) -> None:
-        from orjson import dumps  # here, not at import: the agent imports this module early
-
-        data = dumps(entry)
+        data = compact_entry(entry)
         with self._lock:
             if self._spool is None:
                 self._spool = _Spool(self._spool_folder())

@@ -20,9 +20,23 @@ from typing import Any, Dict, Iterable, List, Optional
 from .base import creator
 
 _PLACEHOLDER = "__harlem_entries__"
-#: ``orjson.dumps``, imported when the first entry is serialised, not with this module (the
-#: agent imports it at start-up); an import statement per entry would cost a microsecond.
-_dumps: Any = None
+#: The ``orjson`` module, imported when the first entry is serialised, not with this module
+#: (the agent imports it at start-up); an import statement per entry would cost a microsecond.
+_orjson: Any = None
+
+
+def _fast_json() -> Any:
+    global _orjson
+    if _orjson is None:
+        import orjson
+
+        _orjson = orjson
+    return _orjson
+
+
+def compact_entry(entry: Dict[str, Any]) -> bytes:
+    """One entry as compact JSON: what spools and live files hold."""
+    return _fast_json().dumps(entry)
 
 
 class Layout:
@@ -65,26 +79,18 @@ class Layout:
 
     def entry(self, entry: Dict[str, Any]) -> bytes:
         """One entry, serialised (and indented to its depth when ``indent`` is set)."""
-        global _dumps
-        if _dumps is None:
-            from orjson import dumps
-
-            _dumps = dumps
-        return _dumps(entry) if not self.indent else self.reindent(_dumps(entry))
+        return compact_entry(entry) if not self.indent else self.reindent(compact_entry(entry))
 
     def reindent(self, compact: bytes) -> bytes:
         """A compact entry (as spooled) in this layout."""
         if not self.indent:
             return compact
-        from orjson import loads
-
-        text = self._dumps(loads(compact))
+        text = self._dumps(_fast_json().loads(compact))
         pad = self._pad.encode()
         return pad + text.replace(b"\n", b"\n" + pad)
 
     def _dumps(self, value: Any) -> bytes:
-        import orjson
-
+        orjson = _fast_json()
         if not self.indent:
             return orjson.dumps(value)
         if self.indent == 2:
