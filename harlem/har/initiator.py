@@ -21,7 +21,7 @@ import pathlib
 import sys
 from typing import Any, Dict, List, Sequence, Tuple
 
-from ..capture import visible_frames
+from ..capture import _MAX_STACKS, visible_frames
 from .bodies import clean_str
 
 __all__ = ["initiator"]
@@ -38,7 +38,7 @@ def initiator(frames: Sequence[Any]) -> Dict[str, Any]:
     # frames are looked up once for it (held here, the list's id is not reused meanwhile).
     known = _stacks.get(id(shown))
     if known is None or known[0] is not shown:
-        if len(_stacks) >= _MAX_FRAMES:
+        if len(_stacks) >= _MAX_STACKS:  # no more than visible_frames keeps lists for
             _stacks.clear()
         known = _stacks[id(shown)] = (shown, [_call_frame(code, lasti) for code, lasti in shown])
     # Copies: an entry's consumers may change theirs.
