@@ -321,3 +321,16 @@ def test_a_gone_background_thread_never_holds_up_its_feeder(capsys, monkeypatch)
     exporter._thread = working
     inner.opened.set()
     exporter.stop()
+
+
+@pytest.mark.parametrize("indent", [None, 2, 4])
+def test_a_live_entry_has_the_same_bytes_as_the_spooled_one(indent):
+    """Live files serialise entries straight from the dict; file exports re-indent the
+    spooled compact JSON: the two documents must not differ."""
+    from harlem.exporters.layout import Layout, compact_entry
+
+    layout = Layout(indent)
+    for number in range(3):
+        entry = make_entry(number)
+        entry["time"] = float("nan")  # what only orjson's own serialisation makes plain
+        assert layout.entry(entry) == layout.reindent(compact_entry(entry))

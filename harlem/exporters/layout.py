@@ -79,13 +79,24 @@ class Layout:
 
     def entry(self, entry: Dict[str, Any]) -> bytes:
         """One entry, serialised (and indented to its depth when ``indent`` is set)."""
-        return compact_entry(entry) if not self.indent else self.reindent(compact_entry(entry))
+        if not self.indent:
+            return compact_entry(entry)
+        if self.indent == 2:  # orjson indents it straight from the dict
+            return self._padded(self._dumps(entry))
+        # The standard library indents, and it needs the plain types orjson makes (it would
+        # write a NaN that orjson writes as null): through compact JSON first, as spooled.
+        return self.reindent(compact_entry(entry))
 
     def reindent(self, compact: bytes) -> bytes:
         """A compact entry (as spooled) in this layout."""
         if not self.indent:
             return compact
-        text = self._dumps(_fast_json().loads(compact))
+        return self._padded(self._dumps(_fast_json().loads(compact)))
+
+    def _padded(self, text: bytes) -> bytes:
+        """``text`` indented to an entry's depth in the document (as it is, when compact)."""
+        if not self.indent:
+            return text
         pad = self._pad.encode()
         return pad + text.replace(b"\n", b"\n" + pad)
 
