@@ -240,6 +240,10 @@ def detach(recorder: "HarRecorder") -> None:
         unfinished = [ex for ex in tuple(_in_flight) if recorder in ex.listeners]
         for exchange in unfinished:  # it gets this partial entry instead of the final one
             exchange.listeners = tuple(r for r in exchange.listeners if r is not recorder)
+            if not exchange.listeners:
+                # Nobody waits for its end any more, which may never come: a library unpatched
+                # meanwhile no longer reports it. Not kept (with its body) for ever.
+                _in_flight.discard(exchange)
     for exchange in unfinished:
         _put(("partial", exchange, recorder), urgent=True)
     flush()

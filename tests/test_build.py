@@ -590,6 +590,49 @@ def test_partial_exchange() -> None:
     assert summed(entry["timings"]) == pytest.approx(entry["time"])
 
 
+def test_a_request_still_waiting_for_its_answer() -> None:
+    """In flight when the recording stopped, no response yet: status 0 needs an ``_error``,
+    and the time so far is waiting, not receiving a body that never began."""
+    started = now() - 1.0
+    ex = make_exchange(body=None, t_end=None, t_response=None, status=0, reason="",
+                       response_headers=[], http_version="", t_start=started,
+                       t_send_start=started + 0.001, t_send_end=started + 0.002)
+    entry = build(ex, partial=True)
+    response = entry["response"]
+    assert response["status"] == 0
+    assert response["_error"] == "net::ERR_IO_PENDING"
+    assert response["comment"] == "no response yet when the recording stopped"
+    assert response["content"] == {"size": 0, "mimeType": "x-unknown"}
+    timings = entry["timings"]
+    assert timings["wait"] >= 990 and timings["receive"] == 0
+    assert summed(timings) == pytest.approx(entry["time"])
+
+
+@pytest.mark.parametrize("phase, fields", [
+    ("blocked", dict(t_send_start=None, t_send_end=None)),
+    ("dns", dict(t_dns_start=at(1), t_send_start=None, t_send_end=None)),
+    ("connect", dict(t_dns_start=at(1), t_dns_end=at(2), t_connect_start=at(2),
+                     t_send_start=None, t_send_end=None)),
+    ("send", dict(t_send_end=None)),
+])
+def test_a_request_cut_short_ends_in_the_phase_it_was_in(phase: str, fields: Any) -> None:
+    ex = make_exchange(body=None, t_end=None, t_response=None, status=0, reason="",
+                       response_headers=[], **fields)
+    timings = build(ex, partial=True)["timings"]
+    later = ["blocked", "dns", "connect", "send", "wait", "receive"]
+    assert timings[phase] > 0
+    assert all(timings[name] in (0, -1) for name in later[later.index(phase) + 1:])
+
+
+def test_a_url_fragment_is_left_out() -> None:
+    """HAR 1.2: "fragments are not included" (a fragment never goes on the wire)."""
+    request = build(make_exchange(url="http://example.com/docs?x=1#part-2"))["request"]
+    assert request["url"] == "http://example.com/docs?x=1"
+    assert request["queryString"] == [{"name": "x", "value": "1"}]
+    assert build(make_exchange(url="http://example.com/#"))["request"]["url"] == \
+        "http://example.com/"
+
+
 # --- request bodies ------------------------------------------------------------------------
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import pytest
 import requests
 
 import harlem
-from harlem import ModelHarExporter, RequestsHarRecorder, record_to_file, record_to_logger
+from harlem import ModelHarExporter, pipeline, RequestsHarRecorder, record_to_file, record_to_logger
 from tests.helpers import check_har
 
 
@@ -209,3 +210,51 @@ def test_a_recording_imports_no_library_and_records_one_imported_later(tmp_path,
     assert result.stdout.split() == ["none", "function"]  # unpatched again after the block
     entries = check_har(path)["log"]["entries"]
     assert [e["request"]["url"] for e in entries] == [server.url + "/json"]
+
+
+def _slow_get(library: str, url: str, got: list) -> None:
+    """One GET of ``url`` with ``library``, its status appended to ``got`` (in a thread)."""
+    if library == "requests":
+        got.append(requests.get(url).status_code)
+    elif library == "httpx":
+        import httpx
+
+        got.append(httpx.get(url).status_code)
+    else:
+        import asyncio
+
+        import aiohttp
+
+        async def fetch() -> None:
+            async with aiohttp.ClientSession() as session, session.get(url) as response:
+                await response.read()
+                got.append(response.status)
+
+        asyncio.run(fetch())
+
+
+@pytest.mark.parametrize("library", ["requests", "aiohttp", "httpx"])
+def test_a_request_waiting_for_its_answer_when_the_recording_stops(tmp_path, server, library):
+    """It is in the file (no request goes missing), valid: status 0 with ``_error`` saying it
+    was still pending, its time so far spent waiting; the program gets its answer as usual."""
+    pytest.importorskip(library)
+    path = tmp_path / "out.har"
+    got: list = []
+    with record_to_file(path):
+        caller = threading.Thread(target=_slow_get,
+                                  args=(library, server.url + "/slow?delay=2", got))
+        caller.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(
+                ex.library == library and ex.t_send_end is not None
+                for ex in tuple(pipeline._in_flight)):
+            time.sleep(0.01)  # until the request has gone out
+    caller.join()
+    assert got == [200]
+    (entry,) = check_har(path)["log"]["entries"]
+    response = entry["response"]
+    assert (response["status"], response["_error"]) == (0, "net::ERR_IO_PENDING")
+    assert response["comment"] == "no response yet when the recording stopped"
+    assert entry["timings"]["receive"] == 0 and entry["timings"]["wait"] > 0
+    # Nothing holds on to it: the library, unpatched meanwhile, may never report its end.
+    assert not [ex for ex in tuple(pipeline._in_flight) if ex.library == library]

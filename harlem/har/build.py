@@ -20,7 +20,8 @@ Conventions beyond HAR 1.2 (Chrome's names where Chrome has one):
 * an exchange that failed before any response: status 0, empty statusText, no headers,
   ``content.size`` 0, ``mimeType`` ``x-unknown``, ``headersSize``/``bodySize`` -1.
 * ``partial`` (recording stopped while the program had not finished reading a body): sizes -1,
-  the part read so far as text, ``response.comment`` "body not read by the program".
+  the part read so far as text, ``response.comment`` "body not read by the program"; one
+  with no response yet: status 0, ``_error`` :data:`PENDING_ERROR`, timings up to now.
 * a body longer than ``max_body_size`` keeps its first bytes: ``_truncated: true`` and a
   ``comment`` on ``content``/``postData``.
 * ``serverIPAddress`` (bare address: IPv6 without brackets or zone) and ``connection`` (the
@@ -53,6 +54,10 @@ __all__ = ["build_entry"]
 DEFAULT_HTTP_VERSION = "HTTP/1.1"
 UNKNOWN_MIME = "x-unknown"
 PARTIAL_COMMENT = "body not read by the program"
+#: An exchange still waiting for its answer when its recording stopped: Chrome's name for an
+#: operation not complete yet (status 0 says no response; ``_error`` says why).
+PENDING_ERROR = "net::ERR_IO_PENDING"
+PENDING_COMMENT = "no response yet when the recording stopped"
 _REQUEST_WANTED = frozenset({"cookie", "content-type", "content-length", "transfer-encoding"})
 _RESPONSE_WANTED = frozenset({"set-cookie", "content-type", "content-encoding", "location"})
 
@@ -169,6 +174,8 @@ def _byte_len(text: str) -> int:
 def _request(ex: Exchange, settings: Settings, rules: Optional[Rules], version: str
              ) -> Dict[str, Any]:
     sent_url = clean_str(ex.url)
+    if "#" in sent_url:  # HAR 1.2: fragments are not included (nor are they ever sent)
+        sent_url = sent_url.partition("#")[0]
     url = rules.url(sent_url) if rules is not None else sent_url
     method = clean_str(ex.method)
     headers, lines_size, found = _headers(ex.request_headers, rules, _REQUEST_WANTED)
@@ -275,7 +282,10 @@ def _response(ex: Exchange, settings: Settings, rules: Optional[Rules], version:
         if rules is not None:
             message = rules.scrub(message, str(ex.url), _decoded(ex.request_headers))
         comments.append(message)
-    if partial:
+    elif partial and not started:
+        response["_error"] = PENDING_ERROR
+        comments.append(PENDING_COMMENT)
+    if partial and started:
         comments.append(PARTIAL_COMMENT)
     if comments:
         response["comment"] = "; ".join(comments)

@@ -12,7 +12,9 @@ sending counts as sending, as in browsers):
 
 Phases that did not happen are -1 (``blocked``, ``dns``, ``connect``, ``ssl``) or 0 (``send``,
 ``wait``, ``receive``, which HAR requires). An exchange that failed before any response is
-all ``blocked``: the browsers' way to show a request that never got an answer.
+all ``blocked``: the browsers' way to show a request that never got an answer. One still
+waiting for its answer when its recording stopped (a partial entry) ends in the phase it was
+in, usually ``wait``, up to the moment its entry is built.
 
 Arithmetic is in whole microseconds, so ``time`` equals the sum of the phases exactly in
 microseconds; written as milliseconds with at most three decimals, a float sum of the phases
@@ -21,7 +23,7 @@ matches ``time`` to within float rounding (1e-9 ms).
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from ..capture import Exchange, now
 
@@ -43,8 +45,13 @@ def har_timings(ex: Exchange) -> Tuple[float, Dict[str, float]]:
         if start is not None and (first is None or start < first):
             first = start
     connected = ex.t_connect_end if ex.t_connect_start is not None else None
-    marks = (first, ex.t_dns_end if ex.t_dns_start is not None else None, connected,
-             ex.t_send_end, ex.t_response, end)
+    marks = [first, ex.t_dns_end if ex.t_dns_start is not None else None, connected,
+             ex.t_send_end, ex.t_response, end]
+    if ex.t_response is None:
+        # No answer yet (in flight when its recording stopped): the time so far belongs to the
+        # phase in progress, not to a receive that never began.
+        current = _in_progress(ex, first)
+        marks[current:] = [end] + [None] * (5 - current)
     lengths = [-1, -1, -1, 0, 0, 0]  # microseconds; what a phase that did not happen gets
     reached = 0  # microseconds since t0 at which the previous phase ended
     for index, mark in enumerate(marks):
@@ -68,3 +75,14 @@ def har_timings(ex: Exchange) -> Tuple[float, Dict[str, float]]:
         "connect": -1 if connect < 0 else connect / 1000,
         "send": send / 1000, "wait": wait / 1000, "receive": receive / 1000,
         "ssl": -1 if ssl < 0 else ssl / 1000}
+
+
+def _in_progress(ex: Exchange, first: Optional[float]) -> int:
+    """The index in ``har_timings``' marks of the phase an unanswered exchange is in."""
+    if first is None:
+        return 0  # blocked
+    if ex.t_dns_start is not None and ex.t_dns_end is None:
+        return 1
+    if ex.t_connect_start is not None and ex.t_connect_end is None:
+        return 2
+    return 3 if ex.t_send_end is None else 4  # sending, else waiting
