@@ -299,6 +299,20 @@ def test_body_unread_when_recording_stops_is_a_partial_entry(server: Any) -> Non
 # --- failures -------------------------------------------------------------------------------------
 
 
+def test_a_relative_url_is_not_an_exchange(record: Any) -> None:
+    """Without base_url, httpx refuses "/users" before sending anything: no entry (HAR cannot
+    write a URL without scheme and host), and the program gets httpx's own exception."""
+    def call() -> Any:
+        with httpx.Client() as client:
+            return client.get("/users")
+
+    plain = outcome(call)
+    with record() as rec:
+        recorded = outcome(call)
+    assert plain[0] == "raised" and recorded == plain
+    assert rec.entries == []
+
+
 def test_connection_refused(record: Any) -> None:
     url = f"http://127.0.0.1:{closed_port()}/nothing"
     with record() as rec:

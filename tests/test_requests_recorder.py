@@ -494,6 +494,113 @@ def test_reset_in_the_middle_of_the_body(server: Any, record: Any) -> None:
     assert entry["timings"]["wait"] >= 0 and entry["timings"]["receive"] >= 0
 
 
+def retrying_session(**retry: Any) -> requests.Session:
+    from urllib3.util.retry import Retry
+
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(max_retries=Retry(backoff_factor=0, **retry))
+    session.mount("http://", adapter)
+    return session
+
+
+@pytest.mark.parametrize("raise_on_status", [False, True])
+def test_each_attempt_urllib3_retries_is_an_entry(server: Any, record: Any,
+                                                  raise_on_status: bool) -> None:
+    """A ``Retry`` on 503: three requests went out, so three entries, in order, from the
+    program's call; the program gets what it gets without harlem (the last 503, or
+    ``RetryError``)."""
+    url = server.url + "/status/503"
+
+    def call() -> requests.Response:
+        with retrying_session(total=2, status_forcelist=[503],
+                              raise_on_status=raise_on_status) as session:
+            return session.get(url)
+
+    plain = outcome(call)
+    with record() as rec:
+        recorded = outcome(call)
+    assert recorded == plain
+    entries = rec.entries
+    assert [e["response"]["status"] for e in entries] == [503, 503, 503]
+    assert [e["request"]["url"] for e in entries] == [url] * 3
+    starts = [e["startedDateTime"] for e in entries]
+    assert starts == sorted(starts)
+    stacks = [e["_initiator"]["stack"]["callFrames"][0] for e in entries]
+    assert stacks[0]["functionName"].split(".")[-1] == "call" and stacks.count(stacks[0]) == 3
+    # The answers urllib3 discarded: status and headers, the body unknown; the last one is
+    # read by the program unless urllib3 raised instead.
+    for entry in entries[:2]:
+        assert entry["response"]["content"]["size"] == -1 and "_error" not in entry["response"]
+    last = entries[2]["response"]
+    assert (last["content"]["size"] == -1) is raise_on_status
+
+
+def test_each_connection_attempt_urllib3_retries_is_an_entry(record: Any) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/nothing"
+
+    def call() -> requests.Response:
+        with retrying_session(total=2) as session:
+            return session.get(url)
+
+    plain = outcome(call)
+    with record() as rec:
+        recorded = outcome(call)
+    assert recorded == plain and recorded[1] is requests.exceptions.ConnectionError
+    entries = rec.entries
+    assert [e["response"]["_error"] for e in entries] == ["net::ERR_CONNECTION_REFUSED"] * 3
+    # the last attempt's failure is the exception the program got
+    assert entries[2]["response"]["comment"].startswith("requests.exceptions.ConnectionError")
+    assert entries[0]["response"]["comment"].startswith("urllib3.exceptions.NewConnectionError")
+
+
+def test_a_raw_read_of_exactly_the_rest_completes_the_body(server: Any, record: Any) -> None:
+    """``raw.read(n)`` of the whole Content-Length: no read comes back empty to say the end
+    was reached, but urllib3 knows it."""
+    with record() as rec:
+        response = requests.get(server.url + "/binary?size=3000", stream=True)
+        data = response.raw.read(3000)
+    assert data == deterministic_bytes(3000)
+    entry = rec.only_entry()  # whole before the recording stopped: not a partial entry
+    content = entry["response"]["content"]
+    assert content["size"] == 3000 and entry["response"]["bodySize"] == 3000
+    assert base64.b64decode(content["text"]) == data and "comment" not in entry["response"]
+
+
+def test_a_body_read_with_read_chunked_is_recorded(server: Any, record: Any) -> None:
+    with record() as rec:
+        with requests.get(server.url + "/stream?chunks=3&size=7", stream=True) as response:
+            chunks = list(response.raw.read_chunked())
+    assert b"".join(chunks) == b"\0" * 7 + b"\1" * 7 + b"\2" * 7
+    entry = rec.only_entry()
+    assert entry["response"]["content"]["size"] == 21
+    assert base64.b64decode(entry["response"]["content"]["text"]) == b"".join(chunks)
+
+
+def test_header_sizes_count_the_bytes_on_the_wire(record: Any) -> None:
+    """A header byte that is not UTF-8 (ISO-8859-1 "é") is one byte on the wire, and reads
+    "é" in the HAR, as the other recorders have it."""
+    head = b"HTTP/1.1 200 OK\r\nX-Name: caf\xe9\r\nContent-Length: 2\r\n\r\n"
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+
+        def answer() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                while b"\r\n\r\n" not in connection.recv(65536):
+                    pass
+                connection.sendall(head + b"ok")
+
+        server_thread = threading.Thread(target=answer)
+        server_thread.start()
+        with record() as rec:
+            assert requests.get(f"http://127.0.0.1:{listener.getsockname()[1]}/").text == "ok"
+        server_thread.join()
+    response = rec.only_entry()["response"]
+    assert header(response, "X-Name") == ["caf\u00e9"]
+    assert response["headersSize"] == len(head)
+
+
 @pytest.mark.parametrize("path", ["/json", "/gzip", "/gzip-chunked", "/binary?size=70000",
                                   "/redirect/2", "/status/404", "/empty", "/stream?chunks=3&size=7",
                                   "/dup-headers", "/unicode-headers", "/latin1"])

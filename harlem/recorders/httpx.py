@@ -469,6 +469,10 @@ def _note_addresses(ex: Exchange, stream: Any) -> None:
 @_quietly
 def _begin(client: Any, args: tuple, kwargs: dict, is_async: bool) -> Optional[_Hop]:
     request = args[0] if args else kwargs["request"]
+    if not request.url.is_absolute_url:
+        # "/users" from a client without base_url: httpx's own transports refuse it before
+        # anything is sent, and HAR has no way to write a URL without scheme and host.
+        return None
     ex = pipeline.begin(LIBRARY, str(request.method), str(request.url))
     if ex is None:
         return None

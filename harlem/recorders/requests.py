@@ -5,22 +5,27 @@ when the last recorder stops):
 
 * ``requests.adapters.HTTPAdapter.send`` runs once per hop (``Session.send`` calls it for the
   first request and again for every redirect), for module-level helpers and every Session. It
-  starts the exchange, keeps the request body, notes the status, reason and response headers,
+  starts the exchange, keeps the request body, hands the response's body to the hooks below,
   and fails the exchange when the call raises. While it runs, a thread-local names the exchange
   so that the urllib3 hooks below know whom they work for; outside it they call straight through.
+* ``urllib3.connectionpool.HTTPConnectionPool._make_request`` is one attempt at sending the
+  request. urllib3 retries inside one ``send`` when the adapter has a ``Retry`` (a failed
+  connection, a status in ``status_forcelist``): each attempt after the first is an exchange of
+  its own, as it is on the wire. ``HTTPResponse.drain_conn`` (urllib3 1.26 and later) is where
+  a retried attempt's answer is discarded: its exchange ends there, its body unrecorded.
 * ``urllib3.connection.HTTPConnection``: ``_new_conn`` (the TCP connection), ``endheaders``
   (http.client has buffered the request line and one line per header exactly as it sends
   them, including the Host and Accept-Encoding headers it adds itself: they are taken as they
-  are, bytes, in one slice), ``getresponse`` (request sent; status and headers in; socket
-  addresses). ``HTTPSConnection.connect`` ends with the TLS handshake.
+  are, bytes, in one slice), ``getresponse`` (request sent; socket addresses; status line and
+  headers in). ``HTTPSConnection.connect`` ends with the TLS handshake.
 * ``socket.getaddrinfo`` is how urllib3 resolves names; it is timed only while this thread is
   inside ``_new_conn`` of a recorded exchange, and passes through untouched otherwise.
 * ``urllib3.response.HTTPResponse``: ``stream`` (what ``.content``, ``.text``, ``.json()``,
   ``iter_content`` and ``iter_lines`` read through) passes every chunk on unchanged and at the
-  same pace while keeping a copy, and finishes the exchange when the body ends; ``read`` does
-  the same for programs that read ``response.raw`` directly (``shutil.copyfileobj``);
-  ``_handle_chunk`` counts the wire bytes of chunked bodies, which urllib3 does not count in
-  ``tell()``.
+  same pace while keeping a copy, and finishes the exchange when the body ends; ``read`` and
+  ``read_chunked`` do the same for programs that read ``response.raw`` directly
+  (``shutil.copyfileobj``); ``_handle_chunk`` counts the wire bytes of chunked bodies, which
+  urllib3 does not count in ``tell()``.
 * ``requests.models.Response.close`` (also what ``with requests.get(...) as r`` calls) finishes
   an exchange whose body was never read to the end. urllib3's own ``close`` is left alone: the
   garbage collector calls it from finalizers, where finishing an exchange could deadlock on
@@ -65,6 +70,7 @@ class RequestsHarRecorder(HarRecorder):
         import requests.models
         import urllib3
         import urllib3.connection
+        import urllib3.connectionpool
         import urllib3.response
         import wrapt
 
@@ -76,6 +82,7 @@ class RequestsHarRecorder(HarRecorder):
         response = urllib3.response.HTTPResponse
         patches: List[Tuple[Any, str, Any]] = [
             (requests.adapters.HTTPAdapter, "send", _adapter_send),
+            (urllib3.connectionpool.HTTPConnectionPool, "_make_request", _make_request),
             (connection, "_new_conn", _new_conn),
             (urllib3.connection.HTTPSConnection, "connect", _tls_connect),
             (connection, "endheaders", _endheaders),
@@ -83,9 +90,12 @@ class RequestsHarRecorder(HarRecorder):
             (socket, "getaddrinfo", _getaddrinfo),
             (response, "stream", _stream),
             (response, "read", _read),
+            (response, "read_chunked", _read_chunked),
             (response, "_handle_chunk", _handle_chunk),
             (requests.models.Response, "close", _response_close),
         ]
+        if hasattr(response, "drain_conn"):  # urllib3 >= 1.26
+            patches.append((response, "drain_conn", _drain_conn))
         cls._wrap_all(patches)
 
 
@@ -102,6 +112,8 @@ class _ThreadState(threading.local):
     exchange: Optional[Exchange] = None
     #: True while that exchange's ``_new_conn`` runs: ``getaddrinfo`` calls are its DNS phase.
     connecting = False
+    #: The exchange whose attempt (``_make_request``) has begun: another attempt is a retry.
+    attempted: Optional[Exchange] = None
 
 
 _thread = _ThreadState()
@@ -151,13 +163,15 @@ def _adapter_send(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any
     try:
         response = wrapped(*args, **kwargs)
     except BaseException as exc:
-        _fail(exchange, exc)
+        _fail(_thread.exchange, exc)  # the last attempt's (see _make_request)
         raise
     finally:
+        last = _thread.exchange
         _thread.exchange = outer
         _thread.connecting = False
-    if not _received(exchange, response):
-        _finish(exchange)
+        _thread.attempted = None
+    if last is not None and not _received(last, response):
+        _finish(last)
     return response
 
 
@@ -186,9 +200,11 @@ def _request_body(body: Any) -> Optional[bytes]:
 
 
 @_quietly
-def _fail(exchange: Exchange, exc: BaseException) -> None:
-    exchange.error = exc
-    pipeline.finish(exchange)
+def _fail(exchange: Optional[Exchange], exc: BaseException) -> None:
+    # (already finished: an answer urllib3 discarded before raising, as MaxRetryError)
+    if exchange is not None and not exchange.finished:
+        exchange.error = exc
+        pipeline.finish(exchange)
 
 
 @_quietly
@@ -198,18 +214,77 @@ def _finish(exchange: Exchange) -> None:
 
 @_quietly
 def _received(exchange: Exchange, response: Any) -> bool:
-    """Note the status line and headers; hand the exchange to the body hooks to complete."""
-    if exchange.t_response is None:  # a connection class that bypassed the urllib3 hooks
-        exchange.t_response = now()
+    """Hand the exchange to the body hooks to complete (``False``: no body to follow)."""
+    if exchange.finished:
+        return True
     raw = response.raw
-    exchange.status = int(response.status_code)
-    exchange.reason = _wire_text(str(response.reason or ""))
-    exchange.http_version = _HTTP_VERSIONS.get(getattr(raw, "version", 11), "HTTP/1.1")
-    exchange.response_headers = _response_headers(raw)
+    if exchange.status == 0:  # an adapter or connection class that bypassed urllib3's hooks
+        if exchange.t_response is None:
+            exchange.t_response = now()
+        _note_head(exchange, response.status_code, response.reason, raw)
     if not hasattr(raw, "stream"):
         return False  # not a urllib3 response: the body cannot be followed
     _bodies[raw] = _Body(exchange)
     return True
+
+
+def _note_head(exchange: Exchange, status: Any, reason: Any, raw: Any) -> None:
+    """The status line and headers of ``raw``: urllib3's response, or http.client's."""
+    exchange.status = int(status)
+    exchange.reason = _wire_text(str(reason or ""))
+    exchange.http_version = _HTTP_VERSIONS.get(getattr(raw, "version", 11), "HTTP/1.1")
+    exchange.response_headers = _response_headers(raw)
+
+
+def _make_request(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    exchange = _thread.exchange
+    if exchange is None:
+        return wrapped(*args, **kwargs)
+    if _thread.attempted is exchange:  # urllib3 retries: the previous attempt is over
+        exchange = _thread.exchange = _next_attempt(exchange)
+        if exchange is None:
+            return wrapped(*args, **kwargs)
+    _thread.attempted = exchange
+    try:
+        return wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _attempt_failed(exchange, exc)
+        raise
+
+
+#: What an attempt that urllib3 retried ends with when nothing else said how it ended.
+_RETRIED = "urllib3 sent the request again before this attempt's answer was read"
+
+
+@_quietly
+def _next_attempt(previous: Exchange) -> Optional[Exchange]:
+    """urllib3 sends the request again: a new exchange, from the same call site."""
+    if not previous.finished:  # failed (its error), or answered and never drained
+        if previous.error is None and previous.status == 0:
+            previous.error = ConnectionError(_RETRIED)
+        pipeline.finish(previous)
+    exchange = pipeline.begin(LIBRARY, previous.method, previous.url, frames=previous.frames)
+    if exchange is not None:
+        exchange.request_body = previous.request_body
+    return exchange
+
+
+@_quietly
+def _attempt_failed(exchange: Exchange, exc: BaseException) -> None:
+    """urllib3 may retry: kept until the next attempt, or replaced by what the program sees."""
+    if exchange.error is None and not exchange.finished:
+        exchange.error = exc
+
+
+def _drain_conn(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    """urllib3 discards a retried attempt's answer (or the last one, before raising)."""
+    exchange = _thread.exchange
+    if exchange is None or _thread.attempted is not exchange or exchange.finished:
+        return wrapped(*args, **kwargs)
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        _finish(exchange)  # the body was never the program's: its size stays unknown
 
 
 def _response_headers(raw: Any) -> List[Tuple[str, str]]:
@@ -220,21 +295,31 @@ def _response_headers(raw: Any) -> List[Tuple[str, str]]:
     through the email policy, which changes nothing in text decoded as ISO-8859-1), and an
     all-ASCII list, the usual case, is taken as it is.
     """
-    message = getattr(getattr(raw, "_original_response", None), "msg", None)
+    message = getattr(getattr(raw, "_original_response", None) or raw, "msg", None)
     items = getattr(message, "_headers", None)
     if items is None:
-        items = message.items() if message is not None else raw.headers.items()
+        headers = message if message is not None else raw.headers
+        items = headers.items()
     else:
         try:
             if "".join(map("".join, items)).isascii():
                 return list(items)
         except TypeError:  # not text: take the careful path below
             pass
-    return [(_wire_text(str(name)), _wire_text(str(value))) for name, value in items]
+    return [_wire_pair(str(name), str(value)) for name, value in items]
+
+
+def _wire_pair(name: str, value: str) -> Tuple[Any, Any]:
+    """A header that http.client decoded as ISO-8859-1, as the bytes it came as: the builder
+    decodes them as every recorder's header bytes, and counts their true size."""
+    try:
+        return name.encode("latin-1"), value.encode("latin-1")
+    except UnicodeEncodeError:  # not text http.client decoded: kept as it is
+        return name, value
 
 
 def _wire_text(text: str) -> str:
-    """Header text that http.client decoded as ISO-8859-1, spelled from its bytes as every
+    """A reason phrase that http.client decoded as ISO-8859-1, spelled from its bytes as every
     recorder spells header bytes (:func:`~harlem.capture.header_text`), so "é" sent by a
     server reads "é" in the HAR whichever library received it."""
     if text.isascii():
@@ -252,7 +337,7 @@ def _new_conn(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
     exchange = _thread.exchange
     if exchange is None:
         return wrapped(*args, **kwargs)
-    _connect_starts(exchange)
+    exchange.t_connect_start = now()
     _thread.connecting = True
     try:
         sock = wrapped(*args, **kwargs)
@@ -260,15 +345,6 @@ def _new_conn(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         _thread.connecting = False
     _tcp_connected(exchange, instance)
     return sock
-
-
-@_quietly
-def _connect_starts(exchange: Exchange) -> None:
-    # A second connection within one exchange (a retry) replaces the first one's phases, and
-    # nothing is sent before the connection exists (see _connected).
-    exchange.t_dns_start = exchange.t_dns_end = exchange.t_tls_start = None
-    exchange.t_connect_end = exchange.t_send_start = None
-    exchange.t_connect_start = now()
 
 
 @_quietly
@@ -319,8 +395,7 @@ def _endheaders(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
     exchange = _thread.exchange
     if exchange is not None:
         # http.client's buffer: the request line, then b"Name: value" per header (a header's
-        # values joined by CRLF-TAB), what it is about to send. Called again only when urllib3
-        # retries within the exchange: the last attempt counts.
+        # values joined by CRLF-TAB), what it is about to send.
         lines = getattr(instance, "_buffer", None)
         if type(lines) is list:
             exchange.request_headers = lines[1:]
@@ -335,7 +410,14 @@ def _getresponse(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
     _request_sent(exchange, instance)
     response = wrapped(*args, **kwargs)
     exchange.t_response = now()
+    _answered(exchange, response)
     return response
+
+
+@_quietly
+def _answered(exchange: Exchange, response: Any) -> None:
+    # urllib3 2's response, or http.client's in urllib3 1.x: the same status line attributes
+    _note_head(exchange, response.status, response.reason, response)
 
 
 # A connected socket's (server address, server port, local port): two system calls to learn,
@@ -404,9 +486,12 @@ def _body_of(raw: Any) -> Optional[_Body]:
 
 def _stream(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
     body = _body_of(instance)
-    if body is None:
+    if body is None or body.in_stream:  # (read_chunked, when stream itself calls it)
         return wrapped(*args, **kwargs)
     return _tee(wrapped(*args, **kwargs), instance, body)
+
+
+_read_chunked = _stream  # a generator of the body's chunks too, read by the program itself
 
 
 def _tee(chunks: Iterator[bytes], raw: Any, body: _Body) -> Iterator[bytes]:
@@ -468,8 +553,16 @@ def _direct_read(raw: Any, body: _Body, args: tuple, kwargs: dict, data: bytes) 
     if not decode and _content_encoded(raw):
         body.undecoded = True
     _keep(body, data)
-    if amt is None or amt < 0 or (amt > 0 and not data):  # read to the end, or hit it
+    if amt is None or amt < 0 or (amt > 0 and not data) or _all_read(raw, body):
         _end(raw, body, complete=True)
+
+
+def _all_read(raw: Any, body: _Body) -> bool:
+    """The last byte of a Content-Length body was just read (``read(n)`` of exactly what was
+    left): no read will come back empty to say so. Not for a body being decoded, whose
+    decoder may still hold bytes the program has not had."""
+    return getattr(raw, "length_remaining", None) == 0 and (
+        body.undecoded or not _content_encoded(raw))
 
 
 def _content_encoded(raw: Any) -> bool:
