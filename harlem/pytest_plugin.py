@@ -97,6 +97,13 @@ def _directory(config: Any) -> "Optional[str]":
     return config.getoption("--har", default=None)
 
 
+def pytest_configure(config: Any) -> None:
+    directory = _directory(config)
+    if directory is not None and (not directory.strip() or
+                                  os.path.exists(directory) and not os.path.isdir(directory)):
+        raise pytest.UsageError(f"--har: {directory!r} is not a folder")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: Any) -> None:
     if _directory(item.config) is not None:
@@ -128,8 +135,14 @@ def pytest_runtest_protocol(item: Any, nextitem: Any) -> "Iterator[None]":
     recording.stop()
     directory = _directory(item.config)
     if directory is not None and (recording.failed or item.config.getoption("--har-keep") == "all"):
-        os.makedirs(directory, exist_ok=True)
-        recording.write(os.path.join(directory, har_file_name(item.nodeid)))
+        path = os.path.join(directory, har_file_name(item.nodeid))
+        try:
+            os.makedirs(directory, exist_ok=True)
+            recording.write(path)
+        except OSError as exc:  # the run goes on: one warning, not an internal error
+            from ._warn import warn_once
+
+            warn_once("pytest-har", f"cannot write {path}", exc)
 
 
 @pytest.fixture

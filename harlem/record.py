@@ -46,11 +46,11 @@ def record_to_logger(logger: Optional[logging.Logger] = None, level: int = loggi
     """
     from .exporters.logging import LoggingHarExporter
 
-    if in_background == "process":
+    settings = Settings.from_kwargs(in_background=in_background, **options)
+    if settings.in_background == "process":  # (as parsed: "PROCESS" too)
         # A logger's handlers live in this process; another process would log into the void.
         raise ValueError("in_background='process' cannot log through this process's handlers: "
                          "use in_background='thread'")
-    settings = Settings.from_kwargs(in_background=in_background, **options)
     exporter = LoggingHarExporter(logger, level, new_page_message, new_entry_message)
     with Recording(_background(exporter, settings), settings) as recording:
         yield recording

@@ -56,30 +56,38 @@ def _bool(value: Any) -> bool:
     raise ValueError("expected true/false, 1/0, yes/no or on/off")
 
 
-def _whole(minimum: int) -> Callable[[Any], int]:
+def _whole(minimum: int, maximum: int) -> Callable[[Any], int]:
+    expected = f"expected a whole number from {minimum} to {maximum}"
+
     def parse(value: Any) -> int:
         if isinstance(value, bool):
-            raise ValueError(f"expected a whole number >= {minimum}")
+            raise ValueError(expected)
         try:
             number = int(value.strip()) if isinstance(value, str) else int(value)
         except (TypeError, ValueError):
-            raise ValueError(f"expected a whole number >= {minimum}") from None
-        if number < minimum or not isinstance(value, (str, int)):
-            raise ValueError(f"expected a whole number >= {minimum}")
+            raise ValueError(expected) from None
+        if not minimum <= number <= maximum or not isinstance(value, (str, int)):
+            raise ValueError(expected)
         return number
 
     return parse
 
 
+#: The longest duration an option takes: a year is "for ever" to a recording, and far below
+#: what the clocks and timers that use these values can hold (an overflow past ~292 years).
+MAX_SECONDS = 365 * 24 * 3600
+
+
 def _seconds(value: Any) -> float:
+    expected = f"expected a number of seconds > 0 and at most {MAX_SECONDS} (a year)"
     if isinstance(value, bool):
-        raise ValueError("expected a number of seconds > 0")
+        raise ValueError(expected)
     try:
         number = float(value.strip()) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError):
-        raise ValueError("expected a number of seconds > 0") from None
-    if not number > 0 or number == float("inf"):
-        raise ValueError("expected a number of seconds > 0")
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(expected) from None
+    if not 0 < number <= MAX_SECONDS:  # (NaN fails both)
+        raise ValueError(expected)
     return number
 
 
@@ -116,21 +124,28 @@ def _choice(*choices: str) -> Callable[[Any], Optional[str]]:
 
 def _names(value: Any) -> Tuple[str, ...]:
     """A list of names: a comma-separated string or an iterable of strings."""
-    if isinstance(value, str):
-        items = value.split(",")
-    else:
-        try:
-            items = list(value)
-        except TypeError:
-            raise ValueError("expected a comma-separated list of names") from None
-    names = []
+    items = value.split(",") if isinstance(value, str) else _strings(value, "names")
+    return _unique(item.strip() for item in items)
+
+
+def _strings(value: Any, what: str) -> List[str]:
+    """An iterable of strings (a keyword's list, a repeated flag's values) as a list."""
+    try:
+        items = list(value)
+    except TypeError:
+        raise ValueError(f"expected a list of {what}") from None
+    if not all(isinstance(item, str) for item in items):
+        raise ValueError(f"expected a list of {what}")
+    return items
+
+
+def _unique(items: Iterable[str]) -> Tuple[str, ...]:
+    """``items`` in order, without blanks or repeats."""
+    kept: List[str] = []
     for item in items:
-        if not isinstance(item, str):
-            raise ValueError("expected a comma-separated list of names")
-        item = item.strip()
-        if item and item not in names:
-            names.append(item)
-    return tuple(names)
+        if item.strip() and item not in kept:
+            kept.append(item)
+    return tuple(kept)
 
 
 def _recorders(value: Any) -> Optional[Tuple[str, ...]]:
@@ -144,9 +159,10 @@ def _recorders(value: Any) -> Optional[Tuple[str, ...]]:
 
 
 def _patterns(value: Any) -> Tuple[str, ...]:
-    patterns = _names(value) if not isinstance(value, str) else tuple(
-        p for p in value.split("\n") if p.strip()
-    )
+    """Regular expressions, kept exactly as written (spaces are part of a pattern): one per
+    line of a string, or one per item of a list (a keyword, a repeated flag)."""
+    items = value.split("\n") if isinstance(value, str) else _strings(value, "regular expressions")
+    patterns = _unique(items)
     import re
 
     for pattern in patterns:
@@ -209,7 +225,7 @@ class Option:
 
 OPTIONS: "Tuple[Option, ...]" = (
     Option("output", _path, None, "where to write the HAR file", short="-o", metavar="PATH"),
-    Option("indent", _whole(0), None, "indent the JSON by this many spaces (default: compact)",
+    Option("indent", _whole(0, 64), None, "indent the JSON by this many spaces (default: compact)",
            short="-i", metavar="N"),
     Option("live", _bool, False, "update the file on disk after every entry", short="-l"),
     Option("interval_seconds", _seconds, None,
@@ -325,22 +341,21 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
         """``HARLEM_*`` variables; an empty variable counts as unset."""
-        environ = os.environ if environ is None else environ
-        values = {}
-        for option in OPTIONS:
-            raw = environ.get(option.env)
-            if raw is not None and raw != "":
-                values[option.name] = _parse(option, raw, option.env)
-        return cls._build(values, lambda o: o.env)
+        return cls._build(_env_values(os.environ if environ is None else environ),
+                          lambda o: o.env)
 
     @classmethod
-    def from_args(cls, namespace: Any, base: "Optional[Settings]" = None) -> "Settings":
+    def from_args(cls, namespace: Any, environ: "Optional[Mapping[str, str]]" = None
+                  ) -> "Settings":
         """An ``argparse`` namespace filled by :func:`add_arguments`.
 
-        Options not given on the command line keep their value in ``base`` (the CLI passes
-        :meth:`from_env`, so ``HARLEM_INDENT=2 harlem ...`` works and a flag overrides it).
+        With ``environ`` (the ``harlem`` command passes ``os.environ``), the ``HARLEM_*``
+        variables are the defaults and the flags given win: ``HARLEM_INDENT=2 harlem ...``
+        indents, ``--indent 0`` on the same line does not. Options are checked against each
+        other once both are in, each named as the user gave it.
         """
-        values = {o.name: getattr(base, o.name) for o in OPTIONS} if base is not None else {}
+        values = _env_values(environ) if environ is not None else {}
+        given = set()
         for option in OPTIONS:
             raw = getattr(namespace, option.name, None)
             if raw is None:
@@ -348,7 +363,9 @@ class Settings:
             if option.repeatable:
                 raw = [part for item in raw for part in (item.split(",") if option.parse is _names else [item])]
             values[option.name] = _parse(option, raw, option.flag)
-        return cls._build(values, lambda o: o.flag)
+            given.add(option.name)
+        from_env = set(values) - given
+        return cls._build(values, lambda o: o.env if o.name in from_env else o.flag)
 
     @classmethod
     def _build(cls, values: Dict[str, Any], spell: Callable[[Option], str]) -> "Settings":
@@ -358,7 +375,7 @@ class Settings:
             values.get("live") or values.get("interval_seconds")
         ):
             option = _BY_NAME["retention_seconds"]
-            raise SettingsError(spell(option), values["retention_seconds"],
+            raise SettingsError(spell(option), f"{values['retention_seconds']:g}",
                                 f"needs live recording: add {spell(_BY_NAME['live'])} or "
                                 f"{spell(_BY_NAME['interval_seconds'])}")
         return cls(**values)
@@ -397,6 +414,16 @@ def _parse(option: Option, value: Any, spelling: str) -> Any:
     except ValueError as exc:
         shown = value if not isinstance(value, list) else ",".join(map(str, value))
         raise SettingsError(spelling, shown, str(exc)) from None
+
+
+def _env_values(environ: "Mapping[str, str]") -> "Dict[str, Any]":
+    """The options set by ``HARLEM_*`` variables in ``environ``, parsed (empty means unset)."""
+    values = {}
+    for option in OPTIONS:
+        raw = environ.get(option.env)
+        if raw is not None and raw != "":
+            values[option.name] = _parse(option, raw, option.env)
+    return values
 
 
 def add_arguments(parser: Any, names: Optional[Iterable[str]] = None, positional_output: bool = False) -> None:

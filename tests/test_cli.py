@@ -34,6 +34,12 @@ def exits():
     requests.get(URL + "/json")
     sys.exit(7)
 
+def waits():
+    requests.get(URL + "/json")
+    print("waiting", flush=True)
+    import time
+    time.sleep(60)
+
 async def coroutine():
     requests.get(URL + "/json")
     return 3
@@ -171,3 +177,77 @@ def test_redaction_off_is_noted_once(tmp_path, server):
     result = run_harlem(tmp_path, "prog:fetch", "out.har", "--no-redact", server_url=server.url)
     assert result.returncode == 0
     assert result.stderr.count("redaction is off") == 1
+
+
+def test_a_value_error_while_importing_the_target_is_the_programs_own(tmp_path):
+    """Not bad input (a module that raises while importing is the program failing): its
+    traceback, exit status 1."""
+    (tmp_path / "broken.py").write_text("import json\nCONFIG = json.loads('{not json')\n")
+    result = run_harlem(tmp_path, "broken:main", "out.har")
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "JSONDecodeError" in result.stderr
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGHUP"])
+def test_a_terminating_signal_writes_the_har_then_ends_the_process_by_it(tmp_path, server,
+                                                                         signal_name):
+    import signal
+
+    (tmp_path / "prog.py").write_text(textwrap.dedent(PROGRAM))
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TARGET_URL=server.url)
+    env.pop("HARLEM_OUTPUT", None)
+    process = subprocess.Popen([sys.executable, "-m", "harlem", "prog:waits", "out.har"],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "waiting\n"
+    process.send_signal(getattr(signal, signal_name))
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == -getattr(signal, signal_name)  # as it would have without harlem
+    assert "harlem: 1 entry -> out.har" in stderr and "Traceback" not in stderr
+    assert len(check_har(tmp_path / "out.har")["log"]["entries"]) == 1
+
+
+def test_a_harlem_output_left_in_the_shell_is_not_for_harlems_own_commands(tmp_path, server):
+    """``HARLEM_OUTPUT=out.har harlem show out.har`` must not end by writing an empty
+    recording over the file it showed; ``harlem app:main`` records once, into its own file."""
+    recorded = run_harlem(tmp_path, "prog:fetch", "first.har", server_url=server.url)
+    assert recorded.returncode == 0, recorded.stderr
+    before = (tmp_path / "first.har").read_bytes()
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TARGET_URL=server.url,
+               HARLEM_OUTPUT="first.har")
+    for args in (["show", "first.har", "--text"], ["merge", "-o", "merged.har", "first.har"],
+                 ["repair", "first.har"], ["prog:fetch", "second.har"]):
+        result = subprocess.run([sys.executable, "-m", "harlem", *args], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, (args, result.stderr)
+        assert (tmp_path / "first.har").read_bytes() == before, args
+    assert len(check_har(tmp_path / "second.har")["log"]["entries"]) == 2
+
+
+def test_merge_reads_flags_only(tmp_path, server):
+    assert run_harlem(tmp_path, "prog:fetch", "one.har", server_url=server.url).returncode == 0
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HARLEM_INDENT="4", HARLEM_OUTPUT="x.har",
+               HARLEM_MAX_BODY_SIZE="huge")
+    result = subprocess.run([sys.executable, "-m", "harlem", "merge", "-o", "merged.har",
+                             "one.har"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "merged.har").read_text().startswith('{"log"')  # not indented by 4
+    assert not (tmp_path / "x.har").exists()
+
+
+@pytest.mark.parametrize("document", [
+    '{"log": {"entries": "abc"}}',
+    '{"log": {"entries": [1, 2',
+    '{"log": {"version": "1.2", "creator": {"name": "x", "version": "1"}, "pages": [null], '
+    '"entries": []}}',
+])
+def test_repair_and_merge_refuse_json_that_is_not_a_har(tmp_path, document):
+    (tmp_path / "odd.har").write_text(document)
+    for args in (["repair", "odd.har"], ["merge", "-o", "out.har", "odd.har"]):
+        result = run_harlem(tmp_path, *args)
+        if args[0] == "repair" and "null" in document:
+            continue  # a valid file for repair's purpose (its entries are whole): left as it is
+        assert result.returncode == 2, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert (tmp_path / "odd.har").read_text() == document

@@ -88,6 +88,16 @@ def test_har_dir_keeps_only_failing_tests_by_default(tmp_path, server):
     assert files[0] in result.stdout and "/status/404" in result.stdout
 
 
+def test_a_har_path_that_is_a_file_is_a_usage_error(tmp_path, server):
+    """Said at once, as pytest says a bad option: not an internal error at the first failure
+    that stops the session."""
+    (tmp_path / "hars").write_text("not a folder")
+    result = run_pytest(tmp_path, server.url, TESTS, "--har", "hars")
+    assert result.returncode == 4  # pytest's usage error
+    assert "--har: 'hars' is not a folder" in result.stderr
+    assert "INTERNALERROR" not in result.stdout + result.stderr
+
+
 def test_har_keep_all_writes_one_file_per_test(tmp_path, server):
     result = run_pytest(tmp_path, server.url, TESTS, "--har", "hars", "--har-keep", "all")
     assert "1 failed, 4 passed" in result.stdout, result.stdout + result.stderr

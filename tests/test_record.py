@@ -151,9 +151,10 @@ def test_an_export_that_fails_at_the_end_warns_and_lets_the_program_go_on(tmp_pa
 
 
 def test_record_to_logger_refuses_a_process_it_could_not_log_from():
-    with pytest.raises(ValueError, match="in_background='thread'"):
-        with record_to_logger(in_background="process"):
-            pass
+    for spelling in ("process", "PROCESS", " process"):  # as the settings read them
+        with pytest.raises(ValueError, match="in_background='thread'"):
+            with record_to_logger(in_background=spelling):
+                pass
 
 
 def test_the_demo_shows_its_own_call_sites_in_the_initiator(server):

@@ -106,9 +106,11 @@ def test_query_parameters_stay_consistent_with_query_string() -> None:
 
 
 def test_encoded_query_names_and_fragments() -> None:
+    """The query's encoded name is matched; the fragment goes (HAR 1.2 leaves it out, and
+    with it whatever secret it held: an OAuth implicit flow's #access_token=...)."""
     settings = Settings.from_kwargs(redact_query=["access token"])
     url = "https://example.com/?access+token=abc%20def#frag=abc"
-    assert build_url(url, settings) == f"https://example.com/?access+token={URL_REDACTED}#frag=abc"
+    assert build_url(url, settings) == f"https://example.com/?access+token={URL_REDACTED}"
 
 
 def build_url(url: str, settings: Settings) -> str:

@@ -47,6 +47,9 @@ def test_three_surfaces_agree(kwargs, argv, env):
         ("indent", "two"), ("indent", "-1"), ("interval_seconds", "0"), ("interval_seconds", "x"),
         ("in_background", "fork"), ("recorders", "curl"), ("max_body_size", "lots"),
         ("redact", "maybe"), ("redact_pattern", "(unclosed"),
+        # past what timers and JSON writers hold: refused, not an overflow at exit
+        ("indent", "99999999999999999999"), ("indent", "65"), ("join_timeout", "1e10"),
+        ("interval_seconds", "1e400"), ("retention_seconds", "nan"),
     ],
 )
 def test_bad_values_name_the_option_and_value_on_each_surface(name, bad):
@@ -92,3 +95,26 @@ def test_importing_settings_imports_nothing_heavy():
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
                          env={"PYTHONPATH": str(__import__('pathlib').Path(__file__).parents[1])})
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_a_pattern_is_kept_exactly_as_written_on_every_surface():
+    """Spaces are part of a regular expression: the flag does not trim what the others keep."""
+    expected = ("token ", "key=(\\w+)")
+    assert Settings.from_kwargs(redact_pattern=["token ", "key=(\\w+)", "token "]).redact_pattern \
+        == parse_cli("--redact-pattern", "token ", "--redact-pattern", "key=(\\w+)").redact_pattern \
+        == Settings.from_env({"HARLEM_REDACT_PATTERN": "token \nkey=(\\w+)\n"}).redact_pattern \
+        == expected
+
+
+def test_variables_and_flags_are_checked_together():
+    """A variable is a default that the flags complete: retention from the environment with
+    --live on the command line is fine; alone, the error names what the user typed."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    environ = {"HARLEM_RETENTION_SECONDS": "60"}
+    settings = Settings.from_args(parser.parse_args(["--live"]), environ)
+    assert (settings.live, settings.retention_seconds) == (True, 60)
+    with pytest.raises(SettingsError) as error:
+        Settings.from_args(parser.parse_args([]), environ)
+    assert str(error.value).startswith("HARLEM_RETENTION_SECONDS: invalid value '60'")
+    assert "--live" in str(error.value)

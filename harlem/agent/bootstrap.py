@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from ..recording import Recording
     from ..settings import Settings
 
-__all__ = ["activate", "active_agent", "parts_folder", "TOP_PID_VARIABLE", "OUTPUT_VARIABLE"]
+__all__ = ["activate", "stand_down", "active_agent", "parts_folder", "TOP_PID_VARIABLE",
+           "OUTPUT_VARIABLE"]
 
 #: Set by the top process for its descendants: the pid that writes the HAR file.
 TOP_PID_VARIABLE = "HARLEM_TOP_PID"
@@ -52,6 +53,8 @@ class Agent:
         self.finished_in = 0  # the pid that finished (a forked child starts unfinished)
         self.finishing = 0  # the thread exporting right now
         self.pending_signal = 0  # a signal that arrived during that export
+        #: What :func:`stand_down` undoes: the signal handlers and the post-import finder.
+        self.installed: "Tuple[Any, ...]" = ()
         from ..settings import KNOWN_RECORDERS, trigger_modules
 
         self.triggers: "Dict[str, str]" = trigger_modules(settings.recorders or KNOWN_RECORDERS)
@@ -210,11 +213,33 @@ def _start(environ: "Any") -> "Optional[Agent]":
     atexit.register(agent.finish)
     os._exit = _exit
     try:
-        signals.install(agent.finish_on_signal)
+        restore_signals = signals.install(agent.finish_on_signal)
     except ValueError:  # activated from a thread: signals can only be handled in the main one
-        pass
-    hooks.install(agent.triggers, agent.library_imported)
+        restore_signals = None
+    agent.installed = (restore_signals, hooks.install(agent.triggers, agent.library_imported))
     return agent
+
+
+def stand_down() -> None:
+    """No agent in this process: it runs one of harlem's own commands.
+
+    A ``HARLEM_OUTPUT`` left set in the shell must not make ``harlem show out.har`` end by
+    writing an empty recording over ``out.har``, nor ``harlem app:main out.har`` record its
+    traffic twice. Child processes still get the variables they inherit.
+    """
+    global _agent
+    agent, _agent = _agent, None
+    if agent is None:
+        return
+    atexit.unregister(agent.finish)
+    os._exit = _real_exit
+    restore_signals, finder = agent.installed
+    if restore_signals is not None:
+        restore_signals()
+    if finder in sys.meta_path:
+        sys.meta_path.remove(finder)
+    if os.environ.get(TOP_PID_VARIABLE) == str(agent.top_pid) and agent.is_top:
+        del os.environ[TOP_PID_VARIABLE]  # not the top of anything: a child may be its own
 
 
 def _keep_ctrl_c_status() -> None:

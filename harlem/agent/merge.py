@@ -52,10 +52,15 @@ def read_har(path: str) -> Dict[str, Any]:
         except RepairError:
             raise MergeError(path, "not a HAR file (nor a torn harlem live file)") from None
     log = document.get("log") if isinstance(document, dict) else None
-    if not isinstance(log, dict) or not isinstance(log.get("entries", []), list) \
-            or not isinstance(log.get("pages", []), list):
+    if not isinstance(log, dict) or not _objects(log.get("entries", [])) \
+            or not _objects(log.get("pages", [])):
         raise MergeError(path, "not a HAR file")
     return document
+
+
+def _objects(items: Any) -> bool:
+    """An array of objects, as HAR's pages and entries are."""
+    return isinstance(items, list) and all(isinstance(item, dict) for item in items)
 
 
 def merge_files(inputs: Sequence[str], output: str, indent: Optional[int] = None,

@@ -29,18 +29,29 @@ __all__ = ["install", "die", "SIGNALS"]
 SIGNALS = ("SIGTERM", "SIGHUP")
 
 
-def install(export: "Callable[[int], bool]") -> None:
+def install(export: "Callable[[int], bool]") -> "Callable[[], None]":
     """Call ``export(signum)`` before SIGTERM or SIGHUP kills the program (main thread only).
 
     ``export`` returns False to postpone the death: it will call :func:`die` itself (when the
-    signal interrupted an export already under way in this thread).
+    signal interrupted an export already under way in this thread). Returns what puts the
+    default action back, where the handler installed here is still the one in place.
     """
+    installed = []
     for name in SIGNALS:
         signum = getattr(_signal, name, None)  # no SIGHUP on Windows
         if signum is None:
             continue
         if _signal.getsignal(signum) == _signal.SIG_DFL:
-            _signal.signal(signum, _handler(export))
+            handler = _handler(export)
+            _signal.signal(signum, handler)
+            installed.append((signum, handler))
+
+    def restore() -> None:
+        for signum, handler in installed:
+            if _signal.getsignal(signum) is handler:
+                _signal.signal(signum, _signal.SIG_DFL)
+
+    return restore
 
 
 def _handler(export: "Callable[[int], bool]") -> "Callable[[int, Any], None]":

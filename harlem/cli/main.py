@@ -1,9 +1,9 @@
 """``harlem pkg.module:func out.har [options]`` and its subcommands (show, merge, repair).
 
 Runs a function under a recording of every installed HTTP library and writes the HAR when it
-returns, raises or is interrupted. Bad input (an unknown module, a bad option value, an
-unwritable output) is one line on stderr and exit code 2; the function's own exceptions keep
-their traceback and exit code, after the HAR is written.
+returns, raises or is interrupted (Ctrl-C, SIGTERM, SIGHUP). Bad input (an unknown module, a
+bad option value, an unwritable output) is one line on stderr and exit code 2; the function's
+own exceptions keep their traceback and exit code, after the HAR is written.
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ def _version() -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> Any:
+    from ..agent.bootstrap import stand_down
+
+    stand_down()  # a HARLEM_OUTPUT left in the shell is not for harlem's own commands
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in SUBCOMMANDS:
         parser = ArgumentParser(prog=PROG)
@@ -59,27 +62,32 @@ def main(argv: Optional[List[str]] = None) -> Any:
     return run(run_parser().parse_args(argv))
 
 
+class TargetError(Exception):
+    """The target cannot be found: bad input. Not what its module raises while importing,
+    which is the program's own failure (its traceback, exit status 1)."""
+
+
 def resolve(target: str) -> Callable[..., Any]:
-    """``pkg.module:func`` (or ``pkg.module:obj.method``) -> the callable; ValueError if not found."""
+    """``pkg.module:func`` (or ``pkg.module:obj.method``) -> the callable."""
     module_name, sep, attribute = target.partition(":")
     if not sep or not module_name or not attribute:
-        raise ValueError(f"target: {target!r} is not of the form pkg.module:func")
+        raise TargetError(f"target: {target!r} is not of the form pkg.module:func")
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as 'python -m' does
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            raise ValueError(f"target: cannot find module {module_name!r}") from None
+            raise TargetError(f"target: cannot find module {module_name!r}") from None
         raise
     value: Any = module
     for part in attribute.split("."):
         try:
             value = getattr(value, part)
         except AttributeError:
-            raise ValueError(f"target: module {module_name!r} has no attribute {attribute!r}") from None
+            raise TargetError(f"target: module {module_name!r} has no attribute {attribute!r}") from None
     if not callable(value):
-        raise ValueError(f"target: {target!r} is not callable")
+        raise TargetError(f"target: {target!r} is not callable")
     return value
 
 
@@ -88,7 +96,7 @@ def run(args: Any) -> Any:
     from ..recording import Recording, file_exporter
 
     try:
-        settings = Settings.from_args(args, base=Settings.from_env()).replace(output=args.output)
+        settings = Settings.from_args(args, os.environ).replace(output=args.output)
     except SettingsError as exc:
         return fail(PROG, str(exc))
     try:
@@ -97,7 +105,7 @@ def run(args: Any) -> Any:
         return fail(PROG, f"output: cannot write {settings.output!r}: {exc}")
     try:
         function = resolve(args.target)
-    except ValueError as exc:
+    except TargetError as exc:
         return fail(PROG, str(exc))
     if not settings.redact:
         sys.stderr.write(REDACTION_OFF_NOTE + "\n")
@@ -107,6 +115,8 @@ def run(args: Any) -> Any:
         recording.start()
     except OSError as exc:
         return fail(PROG, f"output: cannot write {settings.output!r}: {exc}")
+    ending = _Ending(recording, settings)
+    restore_signals = _on_signals(ending)
     try:
         result = function()
         if inspect.isawaitable(result):
@@ -114,11 +124,59 @@ def run(args: Any) -> Any:
 
             result = asyncio.run(_await(result))
     finally:
-        recording.stop()
-        if not settings.quiet:
-            sys.stderr.write(recording.summary(settings.output) + "\n")
+        ending.finish()
+        restore_signals()
     # An int is the exit code, as with console scripts; any other return value means success.
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+class _Ending:
+    """Stops the recording once: when the function ends, or before SIGTERM or SIGHUP ends the
+    process (the file is written, then the signal kills it as it would have: 143 in a shell).
+
+    The handler does not unwind the function (an ``except BaseException`` in it would swallow
+    that, and the program would go on where it would have died): it exports where it is.
+    """
+
+    def __init__(self, recording: Any, settings: Settings):
+        self.recording = recording
+        self.settings = settings
+        self.state = "running"  # then "stopping", "stopped"
+        self.pending_signal = 0
+
+    def finish(self) -> None:
+        if self.state != "running":
+            return
+        self.state = "stopping"
+        try:
+            self.recording.stop()
+            if not self.settings.quiet:
+                sys.stderr.write(self.recording.summary(self.settings.output) + "\n")
+        finally:
+            self.state = "stopped"
+        if self.pending_signal:
+            from ..agent.signals import die
+
+            die(self.pending_signal)
+
+    def on_signal(self, signum: int) -> bool:
+        if self.state == "stopping":  # it interrupted the export: die once the file is written
+            self.pending_signal = signum
+            return False
+        self.finish()
+        return True
+
+
+def _on_signals(ending: _Ending) -> Callable[[], None]:
+    """Export at SIGTERM/SIGHUP (where their default action would kill the process unwritten);
+    returns what undoes it. Signals are handled by the main thread only."""
+    import threading
+
+    from ..agent import signals
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    return signals.install(ending.on_signal)
 
 
 async def _await(awaitable: Any) -> Any:

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from ..agent.merge import MergeError, merge_files
 
     try:
-        settings = Settings.from_args(args, base=Settings.from_env())
+        settings = Settings.from_args(args)  # flags only, as documented
     except SettingsError as exc:
         return fail(PROG, str(exc))
     if not settings.output:

@@ -104,6 +104,9 @@ def _find(name: str, env: Mapping[str, str]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from ..agent.bootstrap import stand_down
+
+    stand_down()  # this launcher records nothing itself: the program it runs does
     try:
         path, command, env = prepare(sys.argv[1:] if argv is None else list(argv), os.environ)
     except UsageError as exc:

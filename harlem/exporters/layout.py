@@ -135,14 +135,17 @@ def repair(data: bytes) -> "tuple[bytes, int]":
     the entries array holds whole entries, then at most one torn write. The entries are read
     one by one from the start; the document is rebuilt from the head, every entry that parsed
     whole (a non-empty object: bytes of an old tail can look like ``{}``) and the tail. A
-    file that already parses is returned unchanged.
+    file that already parses is returned unchanged. Either way the result must be a HAR: a
+    ``log`` with ``version``, ``creator`` and an array of entry objects.
     """
     import orjson as _orjson
 
     try:
-        return data, len(_orjson.loads(data)["log"]["entries"])
-    except (ValueError, KeyError, TypeError):
+        document = _orjson.loads(data)
+    except ValueError:
         pass
+    else:
+        return data, _entry_count(document)
     marker = data.find(b'"entries":')
     if marker < 0:
         raise RepairError("no \"entries\" array found: not a HAR written by harlem")
@@ -168,10 +171,21 @@ def repair(data: bytes) -> "tuple[bytes, int]":
         position += 1
     candidate = data[:cut] + Layout(_detected_indent(data)).tail
     try:
-        _orjson.loads(candidate)
+        document = _orjson.loads(candidate)
     except ValueError:
         raise RepairError("no valid state found: the head of the file is damaged") from None
+    _entry_count(document)
     return candidate, count
+
+
+def _entry_count(document: Any) -> int:
+    """How many entries the parsed HAR ``document`` has; :class:`RepairError` if it is none."""
+    log = document.get("log") if isinstance(document, dict) else None
+    entries = log.get("entries") if isinstance(log, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries) \
+            or not isinstance(log.get("version"), str) or not isinstance(log.get("creator"), dict):
+        raise RepairError("not a HAR file (no log with version, creator and entry objects)")
+    return len(entries)
 
 
 def _skip_space(text: str, position: int) -> int:
