@@ -135,7 +135,8 @@ class Recording:
         except Exception as exc:  # a full disk or a vanished folder must not break the program
             from ._warn import warn_once
 
-            warn_once("export", f"could not export the HAR recording of {self.exporter!r}", exc)
+            target = getattr(self.exporter, "path", None) or type(self.exporter).__name__
+            warn_once("export", f"could not export the HAR recording to {target}", exc)
             self.export_failed = True
 
     def __enter__(self) -> "Recording":

@@ -488,3 +488,98 @@ def test_harlem_threads_leave_the_program_signals_to_its_own_threads(tmp_path, s
             assert {signal.SIGTERM, signal.SIGINT, signal.SIGHUP} <= blocked, thread.name
             assert signal.SIGSEGV not in blocked, thread.name  # faulthandler still works there
     assert _blocked_signals(threading.get_native_id()) == before
+
+
+# --- endings found by an exploratory pass ----------------------------------------------------
+
+
+@pytest.mark.parametrize("live", ["0", "1"])
+def test_a_top_that_replaces_itself_by_exec_keeps_both_recordings(tmp_path, server, live):
+    second = write_program(tmp_path, REQUESTS, "fetch(1, 'after')", name="second.py")
+    app = write_program(tmp_path, REQUESTS, "fetch(1, 'before')", f"""
+        import os
+        os.execv(sys.executable, [sys.executable, {str(second)!r}, URL])
+    """)
+    out = tmp_path / "out.har"
+    result = run([sys.executable, str(app), server.url], agent_env(out, HARLEM_LIVE=live))
+    assert result.returncode == 0, result.stderr
+    assert urls(check_har(out)) == [server.url + "/json?after=0", server.url + "/json?before=0"]
+    assert not (tmp_path / "out.har.parts").exists()
+
+
+def test_a_top_that_execs_a_program_that_does_not_record_leaves_its_file(tmp_path, server):
+    app = write_program(tmp_path, REQUESTS, "fetch(2)", """
+        import os, shutil
+        os.execv(shutil.which("true"), ["true"])
+    """)
+    out = tmp_path / "out.har"
+    result = run([sys.executable, str(app), server.url], agent_env(out))
+    assert result.returncode == 0, result.stderr
+    assert len(entries(check_har(out))) == 2
+
+
+def test_a_program_that_runs_another_with_its_own_output_gives_two_files(tmp_path, server):
+    child = write_program(tmp_path, REQUESTS, "fetch(1, 'inner')", name="child.py")
+    app = write_program(tmp_path, REQUESTS, "fetch(1, 'outer')", f"""
+        import os, subprocess
+        env = dict(os.environ, HARLEM_OUTPUT={str(tmp_path / "inner.har")!r})
+        subprocess.run([sys.executable, {str(child)!r}, URL], env=env, check=True)
+    """)
+    out = tmp_path / "out.har"
+    result = run([sys.executable, str(app), server.url], agent_env(out))
+    assert result.returncode == 0, result.stderr
+    assert urls(check_har(out)) == [server.url + "/json?outer=0"]
+    assert urls(check_har(tmp_path / "inner.har")) == [server.url + "/json?inner=0"]
+
+
+def test_a_closed_stderr_never_writes_into_harlems_files(tmp_path, server):
+    """fd 2 closed before requests is imported: the program's later writes to fd 2 fail as
+    they would without harlem, instead of landing in the spool (and the HAR)."""
+    app = write_program(tmp_path, """
+        import os
+        os.close(2)
+        """, REQUESTS, """
+        failed = 0
+        for number in range(3):
+            fetch(1, f"n{number}")
+            try:
+                os.write(2, b"the program's own line\\n")
+            except OSError:
+                failed += 1
+        print(failed)
+    """)
+    out = tmp_path / "out.har"
+    for variables in ({}, {"HARLEM_LIVE": "1"}):
+        result = run([sys.executable, str(app), server.url], agent_env(out, **variables))
+        assert result.returncode == 0 and result.stdout == "3\n", variables
+        assert len(entries(check_har(out))) == 3
+        assert b"the program's own line" not in out.read_bytes()
+
+
+def test_an_output_folder_that_does_not_exist_is_one_warning(tmp_path, server):
+    app = write_program(tmp_path, REQUESTS, "fetch(1)")
+    result = run([sys.executable, str(app), server.url], agent_env(tmp_path / "gone" / "out.har"))
+    assert result.returncode == 0
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("harlem:")]
+    assert len(warnings) == 1 and "not recording" in warnings[0], result.stderr
+
+
+def test_a_ctrl_c_during_the_export_at_exit_waits_for_the_file(tmp_path, server):
+    """A second Ctrl-C while a large recording is written must not cut the file short: it
+    is written whole, then the signal ends the process, as Ctrl-C does."""
+    app = write_program(tmp_path, REQUESTS, """
+        import os, signal, threading
+        for number in range(40):
+            requests.get(f"{URL}/binary?size=500000&n={number}").content
+        # fires while the agent writes the file at exit
+        timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+        timer.daemon = True
+        timer.start()
+    """)
+    out = tmp_path / "out.har"
+    process = subprocess.run([sys.executable, str(app), server.url], env=agent_env(out),
+                             capture_output=True, text=True, timeout=TIMEOUT,
+                             preexec_fn=default_signals)
+    assert process.returncode in (0, -signal.SIGINT), process.stderr
+    assert f"{os.sep}harlem{os.sep}" not in process.stderr, process.stderr  # none of ours
+    assert len(entries(check_har(out))) == 40

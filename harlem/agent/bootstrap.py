@@ -27,10 +27,15 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 __all__ = ["activate", "stand_down", "active_agent", "parts_folder", "TOP_PID_VARIABLE",
-           "OUTPUT_VARIABLE"]
+           "TOP_OUTPUT_VARIABLE", "OUTPUT_VARIABLE"]
 
-#: Set by the top process for its descendants: the pid that writes the HAR file.
+#: Set by the top process for its descendants: the pid that writes the HAR file, and that file.
+#: A descendant whose own ``HARLEM_OUTPUT`` is another file starts a recording of its own.
 TOP_PID_VARIABLE = "HARLEM_TOP_PID"
+TOP_OUTPUT_VARIABLE = "HARLEM_TOP_OUTPUT"
+#: Set by a top process that replaces itself with ``os.exec*``: the HAR file it wrote, which
+#: the program that follows (the same pid, so the top again) takes over if it is recorded.
+EXEC_OUTPUT_VARIABLE = "HARLEM_EXEC_OUTPUT"
 OUTPUT_VARIABLE = "HARLEM_OUTPUT"
 
 #: Beside the output, the folder where the processes other than the top write their parts.
@@ -39,6 +44,8 @@ PARTS_SUFFIX = ".parts"
 _activated = False
 _agent: "Optional[Agent]" = None
 _real_exit = os._exit
+_real_execv = os.execv
+_real_execve = os.execve
 
 
 class Agent:
@@ -53,6 +60,9 @@ class Agent:
         self.finished_in = 0  # the pid that finished (a forked child starts unfinished)
         self.finishing = 0  # the thread exporting right now
         self.pending_signal = 0  # a signal that arrived during that export
+        #: True once the recording could not be made (its output cannot be written): said
+        #: once then, not a second time at exit.
+        self.broken = False
         #: What :func:`stand_down` undoes: the signal handlers and the post-import finder.
         self.installed: "Tuple[Any, ...]" = ()
         from ..settings import KNOWN_RECORDERS, trigger_modules
@@ -76,6 +86,7 @@ class Agent:
                 if self.finished_in != os.getpid():
                     self._recording().start_library(cls)
         except Exception as exc:
+            self.broken = self.broken or self.recording is None
             _warn(f"agent-{name}", f"not recording {name}", exc)
 
     def _recording(self) -> "Recording":
@@ -91,7 +102,12 @@ class Agent:
             if self.finished_in == os.getpid():
                 return
             self.finished_in = os.getpid()
+            if self.broken and self.recording is None:
+                return  # its warning said so already: no second one for the same file
             self.finishing = _thread.get_ident()
+            from .signals import hold
+
+            release_signals = hold()  # a Ctrl-C now would cut the file short: it waits
             try:
                 counts = None
                 if self.recording is not None or (self.is_top and os.path.isdir(
@@ -99,7 +115,8 @@ class Agent:
                     from .children import finish
 
                     counts = finish(self.recording, self.settings, self.is_top)
-                if self.is_top:
+                failed = self.recording is not None and self.recording.export_failed
+                if self.is_top and not failed:  # (the failure was said: no success line)
                     self._last_words(counts)
             except Exception as exc:
                 _warn("agent-finish", f"could not write {self.output}", exc)
@@ -110,6 +127,19 @@ class Agent:
             from .signals import die
 
             die(self.pending_signal)
+        release_signals()
+
+    def before_exec(self, environ: "Any") -> "Any":
+        """``os.exec*`` is about to replace this program: nothing of it runs afterwards, so its
+        file is written now (a child's part, the top's HAR). The top's file is then handed to
+        the program that follows, through ``environ``, the environment it will start with."""
+        self.finish()
+        if self.is_top and environ.get(OUTPUT_VARIABLE) == self.output \
+                and os.path.isfile(self.output):
+            if environ is not os.environ:
+                environ = dict(environ)
+            environ[EXEC_OUTPUT_VARIABLE] = self.output
+        return environ
 
     def finish_on_signal(self, signum: int) -> bool:
         """SIGTERM or SIGHUP: export, then (True) let the signal end the process.
@@ -203,15 +233,24 @@ def _start(environ: "Any") -> "Optional[Agent]":
         top_pid = int(environ.get(TOP_PID_VARIABLE) or 0)
     except ValueError:
         top_pid = 0
+    if environ.get(TOP_OUTPUT_VARIABLE) != output:
+        top_pid = 0  # a recorded program runs another with its own HARLEM_OUTPUT: a new top
     if top_pid <= 0:  # the first process: descendants write parts beside our output
         top_pid = os.getpid()
         environ[TOP_PID_VARIABLE] = str(top_pid)
+        environ[TOP_OUTPUT_VARIABLE] = output
         environ[OUTPUT_VARIABLE] = output
+    if environ.get(EXEC_OUTPUT_VARIABLE):
+        if environ.pop(EXEC_OUTPUT_VARIABLE) == output and top_pid == os.getpid():
+            from .children import adopt  # (a rare start: it may import more)
+
+            adopt(output)
     agent = Agent(settings.replace(output=output), output, top_pid)
     from . import hooks, signals
 
     atexit.register(agent.finish)
     os._exit = _exit
+    os.execv, os.execve = _execv, _execve
     try:
         restore_signals = signals.install(agent.finish_on_signal)
     except ValueError:  # activated from a thread: signals can only be handled in the main one
@@ -233,13 +272,16 @@ def stand_down() -> None:
         return
     atexit.unregister(agent.finish)
     os._exit = _real_exit
+    os.execv, os.execve = _real_execv, _real_execve
     restore_signals, finder = agent.installed
     if restore_signals is not None:
         restore_signals()
     if finder in sys.meta_path:
         sys.meta_path.remove(finder)
     if os.environ.get(TOP_PID_VARIABLE) == str(agent.top_pid) and agent.is_top:
-        del os.environ[TOP_PID_VARIABLE]  # not the top of anything: a child may be its own
+        # not the top of anything: a child may be its own
+        for variable in (TOP_PID_VARIABLE, TOP_OUTPUT_VARIABLE):
+            os.environ.pop(variable, None)
 
 
 def _keep_ctrl_c_status() -> None:
@@ -270,6 +312,35 @@ def _exit(status: int) -> "NoReturn":
     if agent is not None:
         agent.finish()
     _real_exit(status)
+
+
+def _execv(path: "Any", argv: "Any") -> "NoReturn":
+    """``os.execv`` (and through it ``execl``, ``execlp``, ``execvp``), after the export."""
+    _before_exec(path, os.environ)
+    try:
+        _real_execv(path, argv)
+    finally:  # only when the exec failed: the program goes on, its environment as it was
+        os.environ.pop(EXEC_OUTPUT_VARIABLE, None)
+
+
+def _execve(path: "Any", argv: "Any", env: "Any") -> "NoReturn":
+    """``os.execve`` (and through it ``execle``, ``execlpe``, ``execvpe``), after the export."""
+    _real_execve(path, argv, _before_exec(path, env))
+
+
+def _before_exec(path: "Any", environ: "Any") -> "Any":
+    agent = _agent
+    if agent is None:
+        return environ
+    try:
+        # execvp tries each folder of PATH in turn: only the one that can run is the exec
+        if not isinstance(path, int) and not (os.access(path, os.X_OK)
+                                              and not os.path.isdir(path)):
+            return environ
+        return agent.before_exec(environ)
+    except Exception as exc:
+        _warn("agent-exec", "could not write the recording before exec", exc)
+        return environ
 
 
 def _warn(key: str, message: str, exc: "Optional[BaseException]" = None) -> None:

@@ -34,7 +34,7 @@ from .bootstrap import parts_folder
 if TYPE_CHECKING:
     from ..exporters.live import LiveFileHarExporter
 
-__all__ = ["PartExporter", "new_recording", "finish", "merge_parts", "parts_folder"]
+__all__ = ["PartExporter", "adopt", "new_recording", "finish", "merge_parts", "parts_folder"]
 
 LIVE_SUFFIX = ".live.har"
 DONE_SUFFIX = ".har"
@@ -94,6 +94,17 @@ def _free_stem(folder: str, pid: int) -> str:
                    for suffix in (LIVE_SUFFIX, DONE_SUFFIX)):
             return stem
         number += 1
+
+
+def adopt(output: str) -> None:
+    """This program replaced the top process by ``exec`` (it is the top now, with the same
+    pid): the HAR file the top wrote just before becomes a finished part, merged back into
+    the file, with this program's own entries, at its exit."""
+    if not os.path.isfile(output):
+        return
+    folder = parts_folder(output)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    os.replace(output, os.path.join(folder, _free_stem(folder, os.getpid()) + DONE_SUFFIX))
 
 
 def new_recording(settings: Settings, top: bool) -> Recording:

@@ -16,12 +16,12 @@ already taken is renamed ``<id>-<pid>`` (the pid of the file's entries), and so 
 from __future__ import annotations
 
 import os
-import tempfile
 from datetime import datetime
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import orjson
 
+from .._fds import open_anonymous
 from ..exporters.files import atomic_write
 from ..exporters.layout import Layout, RepairError, repair
 from ..pipeline import DEFAULT_PAGE_ID
@@ -74,7 +74,7 @@ def merge_files(inputs: Sequence[str], output: str, indent: Optional[int] = None
     pages: Dict[str, Dict[str, Any]] = {}
     index: List[Tuple[float, int, int, int]] = []  # (start, order, offset, length)
     failed = 0
-    with tempfile.TemporaryFile(dir=folder, prefix=".harlem-merge-") as spool:
+    with open_anonymous(folder, ".harlem-merge-") as spool:
         for path in inputs:
             try:
                 log = read_har(path)["log"]

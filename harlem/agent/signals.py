@@ -23,7 +23,7 @@ TYPE_CHECKING = False  # typing costs start-up time; type checkers read the bloc
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-__all__ = ["install", "die", "SIGNALS"]
+__all__ = ["install", "hold", "die", "SIGNALS"]
 
 #: The signals whose default action would end the program without ``atexit``.
 SIGNALS = ("SIGTERM", "SIGHUP")
@@ -60,6 +60,42 @@ def _handler(export: "Callable[[int], bool]") -> "Callable[[int, Any], None]":
             die(signum)
 
     return on_signal
+
+
+def hold() -> "Callable[[], None]":
+    """While harlem writes its files: SIGINT, SIGTERM and SIGHUP wait until it is done.
+
+    A second Ctrl-C during a long export (or a supervisor's SIGTERM that a program's handler
+    turns into ``sys.exit``) would otherwise stop the write half way and lose the whole file.
+    Returns what lets them through: each signal that came meanwhile is then handled as it
+    would have been (the handler in place before, or death by the signal for the defaults).
+    A no-op outside the main thread, where handlers cannot be changed.
+    """
+    pending: "list[int]" = []
+    held: "dict[int, Any]" = {}
+    for name in SIGNALS + ("SIGINT",):
+        signum = getattr(_signal, name, None)
+        if signum is None:
+            continue
+        handler = _signal.getsignal(signum)
+        if handler in (_signal.SIG_IGN, None):  # ignored, or not Python's to change
+            continue
+        try:
+            _signal.signal(signum, lambda number, frame: pending.append(number))
+        except ValueError:  # not the main thread
+            break
+        held[signum] = handler
+
+    def release() -> None:
+        for signum, handler in held.items():
+            _signal.signal(signum, handler)
+        for signum in dict.fromkeys(pending):
+            handler = held[signum]
+            if handler in (_signal.SIG_DFL, _signal.default_int_handler):
+                die(signum)  # what Ctrl-C (or the default action) ends with, file written
+            _signal.raise_signal(signum)  # the program's handler, or harlem's own: as it would
+
+    return release
 
 
 def die(signum: int) -> None:

@@ -148,16 +148,18 @@ class _Ending:
         if self.state != "running":
             return
         self.state = "stopping"
+        from ..agent.signals import die, hold
+
+        release_signals = hold()  # a second Ctrl-C must not cut the file short: it waits
         try:
             self.recording.stop()
-            if not self.settings.quiet:
+            if not self.settings.quiet and not self.recording.export_failed:
                 sys.stderr.write(self.recording.summary(self.settings.output) + "\n")
         finally:
             self.state = "stopped"
         if self.pending_signal:
-            from ..agent.signals import die
-
             die(self.pending_signal)
+        release_signals()
 
     def on_signal(self, signum: int) -> bool:
         if self.state == "stopping":  # it interrupted the export: die once the file is written

@@ -16,7 +16,7 @@ import shutil
 import sys
 from typing import List, Mapping, Optional, Tuple
 
-from ..agent.bootstrap import OUTPUT_VARIABLE, TOP_PID_VARIABLE
+from ..agent.bootstrap import OUTPUT_VARIABLE, TOP_OUTPUT_VARIABLE, TOP_PID_VARIABLE
 from ..settings import OPTIONS, Settings, SettingsError, add_arguments
 from . import ArgumentParser, fail
 
@@ -76,6 +76,7 @@ def prepare(argv: List[str], environ: Mapping[str, str]) -> Tuple[str, List[str]
     # A new recording: its first Python process (the program, or the first one a launcher such
     # as ``env``, ``timeout`` or ``sh -c`` starts) is the top, whoever started harlem-run.
     env.pop(TOP_PID_VARIABLE, None)
+    env.pop(TOP_OUTPUT_VARIABLE, None)
     env["PYTHONPATH"] = _python_path(env.get("PYTHONPATH", ""))
     return _find(command[0], env), command, env
 

@@ -14,6 +14,7 @@ import tempfile
 import weakref
 from typing import IO, Any, Dict, Iterator, List, Optional, Union
 
+from .._fds import above_std_streams, open_anonymous
 from .base import HarExporter
 from .layout import Layout, compact_entry
 
@@ -32,7 +33,7 @@ class _Spool:
     _open: "weakref.WeakSet[_Spool]" = weakref.WeakSet()
 
     def __init__(self, folder: Optional[str] = None):
-        self._file = tempfile.TemporaryFile(dir=folder, prefix=".harlem-spool-")
+        self._file: Any = open_anonymous(folder, ".harlem-spool-")
         self.count = 0
         _Spool._open.add(self)
 
@@ -171,6 +172,7 @@ def atomic_write(path: PathLike, writer: Any, mode: int = 0o600) -> Any:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
+        fd = above_std_streams(fd)
         if mode != 0o600:  # mkstemp already created it 0600
             os.chmod(tmp, mode)
         with os.fdopen(fd, "wb", buffering=1024 * 1024) as out:

@@ -20,6 +20,7 @@ import time
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Tuple
 
+from .._fds import above_std_streams
 from .._threads import start_daemon
 from .._warn import warn_once
 from .base import HarExporter
@@ -82,7 +83,8 @@ class LiveFileHarExporter(HarExporter):
     def on_start(self) -> None:
         check_writable(self.path)
         if self._index and os.path.isfile(self.path):  # restarted: continue the same recording
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            self._fd = above_std_streams(
+                os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)))
             self._rewrite(self._index)
         else:
             self._rewrite([])
@@ -264,7 +266,7 @@ class LiveFileHarExporter(HarExporter):
             write(self._layout.tail)
 
         atomic_write(self.path, writer, self.mode)
-        fd = os.open(self.path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+        fd = above_std_streams(os.open(self.path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0)))
         if old_fd is not None:
             os.close(old_fd)
         self._fd = fd
