@@ -148,7 +148,8 @@ class Recording:
     def summary(self, target: str) -> str:
         from .agent.ending import summary_line
 
-        return summary_line(self.entry_count, self.failed_count, target)
+        return summary_line(self.entry_count, self.failed_count, target,
+                            self.settings.retention_seconds)
 
 
 def in_background(exporter: HarExporter, settings: Settings) -> HarExporter:

@@ -251,3 +251,19 @@ def test_repair_and_merge_refuse_json_that_is_not_a_har(tmp_path, document):
         assert result.returncode == 2, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert (tmp_path / "odd.har").read_text() == document
+
+
+def test_show_text_with_stdout_closed_or_cut_short(tmp_path, server):
+    """``>&-`` is one line and exit 2; ``| head -1`` ends quietly (the reader had enough)."""
+    assert run_harlem(tmp_path, "prog:fetch", "out.har", server_url=server.url).returncode == 0
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    command = [sys.executable, "-m", "harlem", "show", "--text", "out.har"]
+    closed = subprocess.run(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: os.close(1), timeout=60)
+    assert closed.returncode == 2 and "standard output is closed" in closed.stderr
+    assert "Traceback" not in closed.stderr
+    reader = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    reader.stdout.close()  # the reader is gone before the table is written
+    _, stderr = reader.communicate(timeout=60)
+    assert reader.returncode == 0 and b"Traceback" not in stderr, stderr

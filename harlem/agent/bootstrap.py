@@ -164,7 +164,8 @@ class Agent:
             write_empty_har(self.output, self.settings.indent)
             counts = (0, 0)
         if not self.settings.quiet:
-            sys.stderr.write(summary_line(*counts, self.output) + "\n")
+            sys.stderr.write(summary_line(*counts, self.output, self.settings.retention_seconds)
+                             + "\n")
             sys.stderr.flush()
 
     def after_fork_in_child(self) -> None:

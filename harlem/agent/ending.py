@@ -13,11 +13,15 @@ from .._version import __version__
 __all__ = ["summary_line", "write_empty_har"]
 
 
-def summary_line(entries: int, failed: int, target: str) -> str:
-    """``harlem: N entries (K failed) -> target``, the line printed on stderr at the end."""
+def summary_line(entries: int, failed: int, target: str,
+                 retention: "float | None" = None) -> str:
+    """``harlem: N entries (K failed) -> target``, the line printed on stderr at the end.
+
+    With ``retention``, N counts what was recorded, not what the file still holds."""
     failures = f" ({failed} failed)" if failed else ""
     plural = "entry" if entries == 1 else "entries"
-    return f"harlem: {entries} {plural}{failures} -> {target}"
+    kept = f" (the last {retention:g} s of them kept)" if retention else ""
+    return f"harlem: {entries} {plural}{failures} -> {target}{kept}"
 
 
 def empty_har(indent: "int | None" = None) -> bytes:

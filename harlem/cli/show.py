@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import sys
 import tempfile
@@ -142,12 +143,15 @@ def _stdout_color() -> bool:
 
 
 def _print_stdout(text: str) -> None:
+    out = sys.stdout
+    if out is None:  # started with its stdout closed (">&-")
+        raise OSError(errno.EBADF, "standard output is closed")
     try:
-        sys.stdout.write(text)
+        out.write(text)
     except UnicodeEncodeError:
-        encoding = getattr(sys.stdout, "encoding", None) or "ascii"
-        sys.stdout.write(text.encode(encoding, "replace").decode(encoding, "replace"))
-    sys.stdout.flush()
+        encoding = getattr(out, "encoding", None) or "ascii"
+        out.write(text.encode(encoding, "replace").decode(encoding, "replace"))
+    out.flush()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -168,7 +172,12 @@ def run(args: argparse.Namespace) -> int:
                 width = os.get_terminal_size(sys.stdout.fileno()).columns
         except (OSError, ValueError, AttributeError):
             width = None
-        _print_stdout(render_text(har, color=color, width=width))
+        try:
+            _print_stdout(render_text(har, color=color, width=width))
+        except BrokenPipeError:  # "| head": the reader has what it wanted
+            sys.stdout = None  # (no second failure when Python flushes it at exit)
+        except OSError as exc:
+            return _fail("write the table to", "stdout", _reason(exc))
         return 0
 
     from harlem.report.html import render_html
