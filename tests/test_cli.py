@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO_ROOT, check_har
+from tests.test_agent import default_signals
 
 PROGRAM = '''
 import os, sys, requests
@@ -38,7 +39,8 @@ def waits():
     requests.get(URL + "/json")
     print("waiting", flush=True)
     import time
-    time.sleep(60)
+    for _ in range(1200):  # short sleeps: a signal is handled once back in Python
+        time.sleep(0.05)
 
 async def coroutine():
     requests.get(URL + "/json")
@@ -198,7 +200,8 @@ def test_a_terminating_signal_writes_the_har_then_ends_the_process_by_it(tmp_pat
     env.pop("HARLEM_OUTPUT", None)
     process = subprocess.Popen([sys.executable, "-m", "harlem", "prog:waits", "out.har"],
                                cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=default_signals)  # as from a terminal (not nohup)
     assert process.stdout.readline() == "waiting\n"
     process.send_signal(getattr(signal, signal_name))
     _, stderr = process.communicate(timeout=60)
