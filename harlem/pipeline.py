@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .exporters.base import HarExporter
     from .recorders.base import HarRecorder
 
-__all__ = ["begin", "finish", "flush", "open_page", "close_page", "attach", "detach",
+__all__ = ["begin", "finish", "abandon", "flush", "open_page", "close_page", "attach", "detach",
            "is_recording", "DEFAULT_PAGE_ID"]
 
 DEFAULT_PAGE_ID = "page_0"
@@ -143,6 +143,13 @@ def finish(exchange: Exchange) -> None:
         _pending_bytes += size
         large = _pending_bytes > WAKE_BYTES
     _put(exchange, urgent=large)
+
+
+def abandon(exchange: Exchange) -> None:
+    """The exchange turned out not to be one (a test client switching to WebSocket): it is
+    forgotten, never exported."""
+    exchange.finished = True
+    _in_flight.discard(exchange)
 
 
 def _body_bytes(exchange: Exchange) -> int:

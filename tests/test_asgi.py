@@ -479,6 +479,92 @@ def test_uvicorn_served_bare_app_with_middleware_names_the_connection(record: An
     assert_timings_ordered(entry)
 
 
+def _raw_exchange(url: str, data: bytes, responses: int) -> List[bytes]:
+    """Send ``data`` on one connection; read until ``responses`` status lines came back."""
+    host, port = url.split("//", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(data)
+        received = b""
+        while received.count(b"HTTP/1.1 ") < responses:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    return [line for line in received.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+
+
+def test_every_request_of_a_kept_alive_connection_is_recorded(record: Any) -> None:
+    """uvicorn starts a connection's next request from inside this one's receive/send (after a
+    large upload, or pipelined requests): that request is recorded too, not taken for an
+    application nested in this one."""
+    with record() as rec, uvicorn_server(HarlemMiddleware(bare_app)) as url:
+        with httpx.Client() as client:
+            assert client.post(url + "/upload", content=b"x" * 300_000).status_code == 201
+            for number in range(3):
+                assert client.get(f"{url}/after?n={number}").status_code == 201
+        pipelined = b"".join(f"GET /pipelined-{n} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+                             for n in range(2))
+        assert len(_raw_exchange(url, pipelined, 2)) == 2
+    paths = [entry["request"]["url"].split("/", 3)[3] for entry in rec.entries]
+    assert paths == ["upload", "after?n=0", "after?n=1", "after?n=2", "pipelined-0",
+                     "pipelined-1"]
+
+
+def test_what_any_client_sends_still_makes_a_valid_url(record: Any) -> None:
+    """A Host header or request target with characters a URI cannot hold: percent-encoded;
+    the absolute form a proxy receives is the URL; "OPTIONS *" is the server's."""
+    with record() as rec, uvicorn_server(HarlemMiddleware(bare_app)) as url:
+        requests_sent = (b"GET /a HTTP/1.1\r\nHost: exa mple\r\n\r\n"
+                         b"GET http://absolute.example/f?x=1 HTTP/1.1\r\nHost: ok\r\n\r\n"
+                         b"OPTIONS * HTTP/1.1\r\nHost: ok\r\n\r\n")
+        assert len(_raw_exchange(url, requests_sent, 3)) == 3
+    assert [entry["request"]["url"] for entry in rec.entries] == [  # (checked valid by rec)
+        "http://exa%20mple/a", "http://absolute.example/f?x=1", "http://ok"]
+
+
+def test_a_bodiless_request_still_served_when_recording_stops_is_waiting(record: Any) -> None:
+    """Its request was whole when the app was called: the time so far is wait, not send."""
+    async def slow(scope: Dict[str, Any], receive: Any, send: Any) -> None:
+        await asyncio.sleep(0.5)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def scenario(rec: Any) -> None:
+        async with asgi_client(HarlemMiddleware(slow)) as client:
+            pending = asyncio.ensure_future(client.get("/slow"))
+            await asyncio.sleep(0.2)
+            rec.recorder.stop()
+            assert (await pending).status_code == 204
+
+    with record() as rec:
+        run(scenario(rec))
+    (entry,) = rec.entries
+    assert entry["response"]["_error"] == "net::ERR_IO_PENDING"
+    assert entry["timings"]["send"] == 0 and entry["timings"]["wait"] > 0
+
+
+def test_a_test_clients_websocket_is_not_an_http_entry(record: Any) -> None:
+    """Starlette's TestClient switches to WebSocket by raising its own exception out of the
+    handshake request: not a failed exchange."""
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.testclient import TestClient
+
+    from harlem.recorders.httpx import HttpxHarRecorder
+
+    async def hello(websocket: Any) -> None:
+        await websocket.accept()
+        await websocket.send_text("hi")
+        await websocket.close()
+
+    with recorders_of(HttpxHarRecorder) as start_httpx, start_httpx() as outgoing, \
+            record() as incoming:
+        with TestClient(Starlette(routes=[WebSocketRoute("/ws", hello)])) as client:
+            with client.websocket_connect("/ws") as websocket:
+                assert websocket.receive_text() == "hi"
+    assert outgoing.entries == [] and incoming.entries == []
+
+
 def test_hypercorn_http2_requests_are_http2_entries(record: Any, tmp_path: Path) -> None:
     app = make_fastapi_app()
     with record() as rec, hypercorn_tls_server(app, tmp_path) as (url, context):

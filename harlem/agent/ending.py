@@ -7,7 +7,6 @@ this module writes the empty document itself, with the standard library's ``os``
 
 import os
 
-from .._fds import above_std_streams
 from .._version import __version__
 
 __all__ = ["summary_line", "write_empty_har"]
@@ -67,7 +66,11 @@ def write_empty_har(path: str, indent: "int | None" = None) -> None:
     folder, name = os.path.split(path)
     temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    descriptor = above_std_streams(os.open(temporary, flags, 0o600))
+    descriptor = os.open(temporary, flags, 0o600)
+    if descriptor <= 2:  # a closed standard stream's number: not for our file
+        from .._fds import above_std_streams
+
+        descriptor = above_std_streams(descriptor)
     try:
         with open(descriptor, "wb") as file:
             file.write(empty_har(indent))

@@ -138,18 +138,23 @@ def _starlette_call(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> A
     return _serve(wrapped, *args, **kwargs)
 
 
-#: True while a recorded request runs the application: nested applications only pass through.
-_serving: "contextvars.ContextVar[bool]" = contextvars.ContextVar("harlem_asgi_serving",
-                                                                  default=False)
+#: The request being served in this context: nested applications only pass through until its
+#: response has gone out. A server may start the connection's next request from inside this
+#: one's ``send`` or ``receive`` (uvicorn does, after a large upload or with pipelining), and
+#: that request's task starts with a copy of this context: by then this response is out.
+_serving: "contextvars.ContextVar[Optional[_Served]]" = contextvars.ContextVar(
+    "harlem_asgi_serving", default=None)
 
 
 async def _serve(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
-    if scope.get("type") != "http" or _serving.get() or not pipeline.is_recording(LIBRARY):
+    current = _serving.get()
+    if scope.get("type") != "http" or (current is not None and not current.answered) \
+            or not pipeline.is_recording(LIBRARY):
         return await app(scope, receive, send)
     served = _begin(scope, receive, send)
     if served is None:
         return await app(scope, receive, send)
-    token = _serving.set(True)
+    token = _serving.set(served)
     try:
         await app(scope, served.receive, served.send)
     except BaseException as exc:
@@ -178,6 +183,8 @@ def _begin(scope: Scope, receive: Receive, send: Send) -> Optional["_Served"]:
     ex.direction = "incoming"
     ex.frames = ()  # no caller in the program: the initiator is "other"
     ex.t_send_start = ex.t_start
+    if not _has_body(scope):  # whole when the server called the app, read or not
+        ex.t_send_end = ex.t_start
     version = str(scope.get("http_version") or "1.1")
     ex.http_version = _HTTP_VERSIONS.get(version, "HTTP/" + version)
     ex.request_headers = [(_text(name), _text(value)) for name, value in scope.get("headers", ())]
@@ -191,11 +198,13 @@ def _begin(scope: Scope, receive: Receive, send: Send) -> Optional["_Served"]:
 
 
 def _url(scope: Scope) -> str:
+    """The request's URL as the client asked for it, always a valid URI: a Host header or a
+    target with characters a URI cannot hold (any client can send them) is percent-encoded."""
     scheme = str(scope.get("scheme") or "http")
     host = ""
     for name, value in scope.get("headers", ()):
         if name.lower() == b"host":
-            host = _text(value)
+            host = _quote(value, _HOST_SAFE)
             break
     if not host:
         server = scope.get("server")
@@ -205,19 +214,56 @@ def _url(scope: Scope) -> str:
             host = address if _DEFAULT_PORTS.get(scheme) == port else f"{address}:{port}"
     # Some servers and test clients (httpx < 0.26, Starlette < 0.42) leave the query in raw_path.
     raw_path = (scope.get("raw_path") or b"").split(b"?", 1)[0]
-    path = _text(raw_path) if raw_path else _quote(str(scope.get("path") or "/"))
+    query = scope.get("query_string") or b""
+    query_part = "?" + _quote(query, _ENCODED_SAFE + "?") if query else ""
+    if b"://" in raw_path:  # the absolute form a proxy is sent ("GET http://host/path")
+        return _quote(raw_path, _ENCODED_SAFE) + query_part
+    if raw_path == b"*":  # "OPTIONS *": the server itself, no path (RFC 9112, 3.3)
+        return f"{scheme}://{host}"
+    path = _quote(raw_path, _ENCODED_SAFE) if raw_path \
+        else _quote(str(scope.get("path") or "/"), _DECODED_SAFE)
     root = str(scope.get("root_path") or "")
     if root and not path.startswith(root):  # servers differ on whether path includes it
         path = root + path
-    query = scope.get("query_string") or b""
-    return f"{scheme}://{host}{path}" + ("?" + _text(query) if query else "")
+    return f"{scheme}://{host}{path}{query_part}"
 
 
-@functools.lru_cache(maxsize=256)
-def _quote(path: str) -> str:
+#: What stays as it is in each part of a URL; anything else is percent-encoded. A path read
+#: from the request line keeps its escapes; ``scope["path"]`` is decoded, so a "%" there is one.
+_DECODED_SAFE = "/:@!$&'()*+,;=-._~"
+_ENCODED_SAFE = _DECODED_SAFE + "%"
+_HOST_SAFE = "!$&'()*+,;=:[]-._~%"
+
+
+def _quote(raw: Any, safe: str) -> str:
+    """``raw`` (bytes from the request, or decoded text) with what ``safe`` does not allow
+    percent-encoded: bytes as they are, text as UTF-8. Most requests have nothing to encode."""
+    data = raw if isinstance(raw, bytes) else str(raw).encode("utf-8", "surrogateescape")
+    if _unsafe(safe).search(data) is None:
+        return data.decode("ascii")
     from urllib.parse import quote
 
-    return quote(path, safe="/:@!$&'()*+,;=-._~")
+    return quote(data, safe=safe)
+
+
+@functools.lru_cache(maxsize=8)
+def _unsafe(safe: str) -> "re.Pattern[bytes]":
+    import re
+
+    return re.compile(b"[^A-Za-z0-9" + re.escape(safe).encode("ascii") + b"]")
+
+
+def _has_body(scope: Scope) -> bool:
+    """Whether the request announces a body (HTTP/1.1: a non-zero Content-Length or any
+    Transfer-Encoding); HTTP/2 and later may send one without either."""
+    if str(scope.get("http_version") or "1.1") not in ("1.0", "1.1"):
+        return True
+    for name, value in scope.get("headers", ()):
+        lowered = name.lower()
+        if lowered == b"transfer-encoding" or (lowered == b"content-length"
+                                               and value.strip() not in (b"", b"0")):
+            return True
+    return False
 
 
 def _text(raw: Any) -> str:
@@ -229,7 +275,7 @@ class _Served:
     """One request's exchange while the application serves it, and its ASGI channels."""
 
     __slots__ = ("ex", "server_receive", "server_send", "upload", "upload_size", "read_all",
-                 "decoder", "intact", "wire_size", "body_done")
+                 "decoder", "intact", "wire_size", "body_done", "answered")
 
     def __init__(self, ex: Exchange, receive: Receive, send: Send):
         self.ex = ex
@@ -246,6 +292,8 @@ class _Served:
         self.wire_size = 0
         #: True once the last response body message went out (a 5xx waits for the app's end).
         self.body_done = False
+        #: True from the moment the last response message is handed to the server.
+        self.answered = False
 
     # -- the channels the application gets ---------------------------------------------------
 
@@ -255,6 +303,9 @@ class _Served:
         return message
 
     async def send(self, message: Message) -> None:
+        if message.get("type") == "http.response.pathsend" or (
+                message.get("type") == "http.response.body" and not message.get("more_body")):
+            self.answered = True
         self._sending(message)
         try:
             await self.server_send(message)
@@ -346,6 +397,7 @@ class _Served:
     @_quietly
     def returned(self, exc: Optional[BaseException]) -> None:
         """The application returned, or raised ``exc``."""
+        self.answered = True
         ex = self.ex
         if ex.finished:
             return

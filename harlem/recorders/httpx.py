@@ -434,6 +434,9 @@ class _Hop:
     @_quietly
     def failed(self, exc: BaseException) -> None:
         """The hop raised before a response: what the program sees raised."""
+        if _is_test_client_upgrade(exc):
+            pipeline.abandon(self.ex)
+            return
         self.ex.error = exc
         self._finish(complete=False)
 
@@ -565,6 +568,14 @@ async def _with_caller(caller: Tuple[Any, tuple], coroutine: Any) -> Any:
 
 
 @_quietly
+def _is_test_client_upgrade(exc: BaseException) -> bool:
+    """Starlette's ``TestClient.websocket_connect`` ends its handshake request by raising
+    ``_Upgrade`` with the WebSocket session: how it switches protocols, not a failure, and no
+    HTTP exchange of the program (WebSocket traffic is not recorded)."""
+    kind = type(exc)
+    return kind.__name__ == "_Upgrade" and kind.__module__.startswith("starlette.")
+
+
 def _restore(hop: _Hop) -> None:
     hop.restore()
 
