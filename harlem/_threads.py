@@ -26,7 +26,12 @@ try:
 except ImportError:  # pragma: no cover  (every CPython build has it)
     _signal = None  # type: ignore[assignment]
 
-__all__ = ["start_daemon"]
+__all__ = ["start_daemon", "own_threads"]
+
+#: The ids of harlem's threads while they run. What they do is harlem's work, not the
+#: program's: an exporter that sends entries over HTTP from them must not record its own
+#: requests (each would make an entry to send, for ever).
+own_threads: "set[int]" = set()
 
 _ASYNCHRONOUS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM",
                  "SIGCHLD", "SIGWINCH", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGIO", "SIGURG")
@@ -36,7 +41,15 @@ _sigmask = getattr(_signal, "pthread_sigmask", None)  # not on Windows
 
 def start_daemon(target: "Callable[[], object]", name: str) -> threading.Thread:
     """Start a daemon thread running ``target`` that leaves the program's signals to others."""
-    thread = threading.Thread(target=target, name=name, daemon=True)
+    def run() -> None:
+        ident = threading.get_ident()
+        own_threads.add(ident)
+        try:
+            target()
+        finally:
+            own_threads.discard(ident)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
     if _sigmask is None:
         thread.start()
         return thread

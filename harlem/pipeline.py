@@ -28,10 +28,11 @@ from __future__ import annotations
 import os
 import threading
 import time
+from _thread import get_ident
 from collections import deque
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from ._threads import start_daemon
+from ._threads import own_threads, start_daemon
 from ._warn import warn_once
 from .capture import Exchange, capture_frames, now
 
@@ -115,7 +116,7 @@ def begin(library: str, method: str = "GET", url: Any = "", depth: int = 3,
     exchange remembers which recorders were listening and which page was open at this moment.
     """
     listeners = _listeners.get(library)
-    if not listeners:
+    if not listeners or get_ident() in own_threads:  # (an exporter's own requests: not recorded)
         return None
     exchange = Exchange(library, method, url, capture_frames(depth) if frames is None else frames)
     exchange.listeners = listeners

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Dict
 
+from harlem import FileHarExporter
 from harlem.pipeline import iso_time
 
 
@@ -32,3 +33,13 @@ def make_entry(number: int, started: float | None = None, body: str = "") -> Dic
 
 DEFAULT_PAGE = {"id": "page_0", "title": "harlem recording", "startedDateTime": iso_time(time.time()),
                 "pageTimings": {"onContentLoad": -1, "onLoad": -1}}
+
+
+class FlakyFileExporter(FileHarExporter):
+    """A file exporter that fails on entry number 1. Defined here, importable, so that a
+    background process's child can unpickle it."""
+
+    def add_entry(self, entry: Dict[str, Any]) -> None:
+        if entry["request"]["queryString"][0]["value"] == "1":
+            raise ValueError("entry 1 is bad")
+        super().add_entry(entry)

@@ -334,3 +334,98 @@ def test_a_live_entry_has_the_same_bytes_as_the_spooled_one(indent):
         entry = make_entry(number)
         entry["time"] = float("nan")  # what only orjson's own serialisation makes plain
         assert layout.entry(entry) == layout.reindent(compact_entry(entry))
+
+
+@pytest.mark.parametrize("wrap", ["plain", "thread", "process"])
+def test_a_failing_add_entry_is_one_warning_and_the_rest_is_written(tmp_path, capfd, wrap):
+    from tests.entries import FlakyFileExporter
+
+    path = tmp_path / "out.har"
+    inner = FlakyFileExporter(path)
+    exporter = {"plain": lambda: inner, "thread": lambda: BackgroundThreadHarExporter(inner),
+                "process": lambda: BackgroundProcessHarExporter(inner)}[wrap]()
+    if wrap == "plain":  # the pipeline's own guard, as it calls exporters
+        from harlem import pipeline
+
+        exporter.start()
+        exporter.add_page(DEFAULT_PAGE)
+        for number in range(3):
+            try:
+                exporter.add_entry(make_entry(number))
+            except ValueError:
+                pipeline.warn_once("test", "add_entry failed")
+        exporter.stop()
+    else:
+        feed(exporter)
+    assert entry_numbers(check_har(path)) == ["0", "2"]
+    assert capfd.readouterr().err.count("harlem: warning:") == 1
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda inner: BackgroundThreadHarExporter(inner),
+    lambda inner: BackgroundProcessHarExporter(inner),
+    lambda inner: ExecutorHarExporter(inner, concurrent.futures.ThreadPoolExecutor(1)),
+], ids=["thread", "process", "executor"])
+def test_a_background_exporter_whose_folder_is_missing_raises_where_it_starts(tmp_path, wrap):
+    """As the exporter it wraps does: the program learns it before recording anything."""
+    exporter = wrap(FileHarExporter(tmp_path / "missing" / "out.har"))
+    with pytest.raises(OSError):
+        exporter.start()
+
+
+def test_a_process_exporter_that_cannot_be_pickled_leaves_no_process(tmp_path):
+    class Local(FileHarExporter):  # a class the child could not import anyway
+        def __init__(self, path):
+            super().__init__(path)
+            self.lock = threading.Lock()  # and not picklable
+
+    exporter = BackgroundProcessHarExporter(Local(tmp_path / "out.har"))
+    with pytest.raises(Exception):
+        exporter.start()
+    assert exporter._process is None
+
+
+def test_a_process_exporter_whose_child_fails_at_once_is_a_warning(tmp_path, capfd,
+                                                                    monkeypatch):
+    """The child cannot unpickle an exporter defined in the program's own script: it dies
+    with its traceback, and the program gets one warning saying entries may be lost."""
+    import pickle
+
+    import harlem._warn
+
+    monkeypatch.setattr(harlem._warn, "_seen", set())  # (said once per process)
+
+    exporter = BackgroundProcessHarExporter(FileHarExporter(tmp_path / "out.har"))
+    real_dumps = pickle.dumps
+    try:  # what a class the child cannot import sends: a reference to no module
+        pickle.dumps = lambda obj, *a, **k: b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x0bno_such_mod\x94."
+        exporter.start()
+    finally:
+        pickle.dumps = real_dumps
+    exporter.stop()
+    err = capfd.readouterr().err
+    assert err.count("harlem: warning:") == 1 and "export process" in err  # gone, or failed
+
+
+def test_file_exporters_keep_the_folder_they_were_given_after_a_chdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    for exporter in (FileHarExporter("out.har"), LiveFileHarExporter("live.har")):
+        exporter.start()
+        exporter.add_page(DEFAULT_PAGE)
+        exporter.add_entry(make_entry(0))
+        os.chdir(tmp_path / "elsewhere")
+        exporter.add_entry(make_entry(1))
+        exporter.stop()
+        os.chdir(tmp_path)
+    assert entry_numbers(check_har(tmp_path / "out.har")) == ["0", "1"]
+    assert entry_numbers(check_har(tmp_path / "live.har")) == ["0", "1"]
+    assert os.listdir(tmp_path / "elsewhere") == []
+
+
+def test_to_har_model_keeps_a_page_id_once():
+    """Two recordings logged into one log both have page_0."""
+    second = dict(DEFAULT_PAGE, title="the second recording")
+    har = to_har_model([DEFAULT_PAGE, second], [make_entry(0), make_entry(1)])
+    assert [(page.id, page.title) for page in har.log.pages] == [("page_0", DEFAULT_PAGE["title"])]
+    assert len(har.log.entries) == 2

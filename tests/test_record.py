@@ -259,3 +259,26 @@ def test_a_request_waiting_for_its_answer_when_the_recording_stops(tmp_path, ser
     assert entry["timings"]["receive"] == 0 and entry["timings"]["wait"] > 0
     # Nothing holds on to it: the library, unpatched meanwhile, may never report its end.
     assert not [ex for ex in tuple(pipeline._in_flight) if ex.library == library]
+
+
+@pytest.mark.parametrize("in_thread", [False, True])
+def test_an_exporter_that_sends_entries_over_http_does_not_record_itself(server, in_thread):
+    """Its requests run in harlem's threads (the builder, the export thread): harlem's work,
+    not the program's. Recorded, each would make an entry to send, for ever."""
+    from harlem import BackgroundThreadHarExporter, HarExporter
+
+    shipped: list = []
+
+    class Shipper(HarExporter):
+        def add_entry(self, entry):
+            shipped.append(requests.post(server.url + "/echo", json=entry["request"]["url"]).status_code)
+
+    model = ModelHarExporter()
+    shipper = BackgroundThreadHarExporter(Shipper()) if in_thread else Shipper()
+    with RequestsHarRecorder(model), RequestsHarRecorder(shipper):
+        requests.get(server.url + "/json?once")
+        pipeline.flush()
+        time.sleep(0.3)  # room for a loop to show itself
+    assert shipped == [200]
+    assert [e["request"]["url"] for e in check_har(model.to_dict())["log"]["entries"]] == [
+        server.url + "/json?once"]

@@ -39,6 +39,9 @@ class _Wrapper(HarExporter):
     def deferrable(self) -> bool:
         return self.exporter.deferrable
 
+    def check_ready(self) -> None:
+        self.exporter.check_ready()
+
 
 class ExecutorHarExporter(_Wrapper):
     """Calls ``exporter`` from tasks submitted to ``executor``, one batch at a time, in order."""
@@ -49,17 +52,20 @@ class ExecutorHarExporter(_Wrapper):
         self.executor = executor
         self._items: Deque[Tuple[str, Any]] = collections.deque()
         self._draining: Optional[concurrent.futures.Future] = None
+        self._scheduled = False  # a drain is submitted and has not yet found the queue empty
 
     def _submit(self, method: str, argument: Any) -> None:
         with self._lock:
             self._items.append((method, argument))
-            if self._draining is None or self._draining.done():
+            if not self._scheduled:  # (a drain that found nothing more has said so, under the lock)
+                self._scheduled = True
                 self._draining = self.executor.submit(self._drain)
 
     def _drain(self) -> None:
         while True:
             with self._lock:
                 if not self._items:
+                    self._scheduled = False
                     return
                 method, argument = self._items.popleft()
             try:
@@ -68,6 +74,7 @@ class ExecutorHarExporter(_Wrapper):
                 warn_once(f"executor-{method}", f"{type(self.exporter).__name__}.{method} failed", exc)
 
     def on_start(self) -> None:
+        self.check_ready()
         self._submit("start", None)
 
     def add_page(self, page: Dict[str, Any]) -> None:
@@ -106,6 +113,7 @@ class BackgroundThreadHarExporter(_Wrapper):
         self._thread: Optional[threading.Thread] = None
 
     def on_start(self) -> None:
+        self.check_ready()
         self._queue = queue.Queue(self.MAX_QUEUED)
         self._thread = start_daemon(self._run, "harlem-export")
 
@@ -174,8 +182,13 @@ class BackgroundProcessHarExporter(_Wrapper):
         self.exporter = exporter
         self.join_timeout = join_timeout
         self._process: Optional[subprocess.Popen] = None
+        self._lost = False  # said already: the process was gone when entries were sent
 
     def on_start(self) -> None:
+        self.check_ready()
+        self._lost = False
+        exporter = pickle.dumps(self.exporter)  # before the process: an exporter that cannot
+        # be pickled raises here, and leaves no process behind
         # No HARLEM_* variables: the export process must not record itself.
         env = {k: v for k, v in os.environ.items() if not k.startswith("HARLEM_")}
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -184,7 +197,7 @@ class BackgroundProcessHarExporter(_Wrapper):
             [sys.executable, "-m", "harlem.exporters.process_child"], bufsize=0,
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, close_fds=True,
         )
-        self._send(b"X", pickle.dumps(self.exporter))
+        self._send(b"X", exporter)
 
     def _send(self, tag: bytes, payload: bytes) -> None:
         process = self._process
@@ -194,6 +207,7 @@ class BackgroundProcessHarExporter(_Wrapper):
             with self._lock:
                 process.stdin.write(_HEADER.pack(tag, len(payload)) + payload)
         except (BrokenPipeError, OSError, ValueError) as exc:
+            self._lost = True
             warn_once("process-dead", "the background export process is gone; entries are lost", exc)
 
     def add_page(self, page: Dict[str, Any]) -> None:
@@ -213,7 +227,11 @@ class BackgroundProcessHarExporter(_Wrapper):
         except OSError:
             pass
         try:
-            process.wait(self.join_timeout)
+            status = process.wait(self.join_timeout)
         except subprocess.TimeoutExpired:
             warn_once("process-join", f"the export process did not finish in {self.join_timeout} s")
+        else:
+            if status != 0 and not self._lost:  # it said why on stderr (a traceback)
+                warn_once("process-failed", f"the background export process failed (exit "
+                                            f"status {status}): entries may be lost")
         self._process = None

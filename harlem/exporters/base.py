@@ -71,6 +71,11 @@ class HarExporter:
 
     # -- what subclasses provide -------------------------------------------------------------
 
+    def check_ready(self) -> None:
+        """Raise ``OSError`` now if this exporter could not start (its file's folder is
+        missing, say). The background wrappers, which start it in another thread or process,
+        call this first: the error then reaches the program where it starts its recording."""
+
     def on_start(self) -> None:
         """Open resources (files, threads). Called when the first user starts the exporter."""
 

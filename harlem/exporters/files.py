@@ -137,14 +137,17 @@ class FileHarExporter(IoHarExporter):
 
     def __init__(self, path: PathLike, indent: Optional[int] = None, mode: int = 0o600):
         super().__init__(None, indent)
-        self.path = os.fspath(path)
+        self.path = os.path.abspath(os.fspath(path))  # where it was meant, even after a chdir
         self.mode = mode
 
     def _spool_folder(self) -> Optional[str]:
         return os.path.dirname(os.path.abspath(self.path))
 
-    def on_start(self) -> None:
+    def check_ready(self) -> None:
         check_writable(self.path)
+
+    def on_start(self) -> None:
+        self.check_ready()
         super().on_start()
 
     def on_stop(self) -> None:

@@ -49,7 +49,7 @@ class LiveFileHarExporter(HarExporter):
                  retention_seconds: Optional[float] = None, hard_interval: bool = True,
                  join_timeout: float = 10.0, mode: int = 0o600):
         super().__init__()
-        self.path = os.fspath(path)
+        self.path = os.path.abspath(os.fspath(path))  # where it was meant, even after a chdir
         self.indent = indent
         self.interval_seconds = interval_seconds
         self.retention_seconds = retention_seconds
@@ -80,8 +80,11 @@ class LiveFileHarExporter(HarExporter):
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def on_start(self) -> None:
+    def check_ready(self) -> None:
         check_writable(self.path)
+
+    def on_start(self) -> None:
+        self.check_ready()
         if self._index and os.path.isfile(self.path):  # restarted: continue the same recording
             self._fd = above_std_streams(
                 os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)))

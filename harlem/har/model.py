@@ -448,7 +448,9 @@ class Har(HarObject):
 
         * no pages given: a default page ``page_0`` is created and entries without a
           ``pageref`` are attached to it;
-        * an entry names a page that was not given: a page with that id is created.
+        * an entry names a page that was not given: a page with that id is created;
+        * a page id given twice (two recordings logged into one log both have ``page_0``) is
+          kept once, the first time it comes.
 
         A created page starts at the earliest ``startedDateTime`` of its entries (now, if
         it has none). The input dicts are not modified. Raises
@@ -456,7 +458,10 @@ class Har(HarObject):
         """
         if creator_version is None:
             from harlem._version import __version__ as creator_version
-        page_list = [dict(page) for page in pages]
+        page_list: List[Dict[str, Any]] = []
+        for page in pages:
+            if all(kept.get("id") != page.get("id") for kept in page_list):
+                page_list.append(dict(page))
         entry_list = [dict(entry) for entry in entries]
         if not page_list:
             for entry in entry_list:
