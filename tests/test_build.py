@@ -781,8 +781,9 @@ def test_cookie_dates(text: str, iso: Optional[str]) -> None:
 
 def test_cookie_parsers_on_odd_input() -> None:
     assert request_cookies([""]) == []
-    assert request_cookies(["=v", "novalue"]) == [{"name": "", "value": "v"},
-                                                  {"name": "novalue", "value": ""}]
+    # a lone token is a nameless cookie's value, as clients send it back (RFC 6265bis)
+    assert request_cookies(["=v", "novalue", " ; "]) == [{"name": "", "value": "v"},
+                                                        {"name": "", "value": "novalue"}]
     lone = response_cookie("token", WALL)
     assert lone["name"] == "" and lone["value"] == "token"
     far = response_cookie("a=1; Max-Age=99999999999999", WALL)

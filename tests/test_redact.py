@@ -322,3 +322,72 @@ def test_rules_are_compiled_once_per_settings() -> None:
     settings = Settings.from_kwargs(redact_pattern=["a+"])
     assert rules_for(settings) is rules_for(settings)
     assert rules_for(Settings.from_kwargs(redact_pattern=["a+"])) is rules_for(settings)
+
+
+# --- found by an exploratory pass --------------------------------------------------------------
+
+
+def test_a_header_value_quoted_in_an_error_the_way_python_prints_it_is_redacted() -> None:
+    """h11 refuses a value with a newline, quoting it as bytes (``\\n`` as two characters)."""
+    value = "Bearer TOKEN_NL_SECRET\n"
+    error = ValueError(f"Illegal header value {value.encode()!r}")
+    entry = build(failed_exchange(error, request_headers=[("Authorization", value)]))
+    assert "TOKEN_NL_SECRET" not in entry["response"]["comment"]
+    assert_absent(entry, "TOKEN_NL_SECRET")
+
+
+def test_another_urls_password_in_an_error_is_redacted() -> None:
+    """aiohttp's proxy errors quote the proxy's URL, which the request URL does not hold."""
+    error = ConnectionError("407, message='Proxy Authentication Required', "
+                            "url='http://puser:PROXY_PASS_SECRET@127.0.0.1:3128'")
+    entry = build(failed_exchange(error))
+    assert_absent(entry, "PROXY_PASS_SECRET", "puser")
+    assert "@127.0.0.1:3128" in entry["response"]["comment"]
+
+
+def test_a_scheme_relative_location_loses_its_credentials() -> None:
+    ex = make_exchange(status=302, response_headers=[
+        ("Location", "//luser:LOCATION_PASS_SECRET@example.com/after")])
+    entry = build(ex)
+    expected = f"//{URL_REDACTED}:{URL_REDACTED}@example.com/after"
+    assert entry["response"]["redirectURL"] == expected
+    assert values(entry["response"]["headers"])["Location"] == expected
+    assert_absent(entry, "LOCATION_PASS_SECRET", "luser")
+
+
+def test_a_location_named_by_redact_header_is_redacted_in_redirect_url_too() -> None:
+    settings = Settings.from_kwargs(redact_header=["Location"])
+    ex = make_exchange(status=302, response_headers=[
+        ("Location", "https://app.example/cb?code=OAUTH_CODE_SECRET")])
+    entry = build(ex, settings)
+    assert entry["response"]["redirectURL"] == REDACTED
+    assert_absent(entry, "OAUTH_CODE_SECRET")
+
+
+def test_a_nameless_cookie_sent_back_is_a_redacted_value() -> None:
+    entry = build(make_exchange(request_headers=[("Cookie", "SESSION_TOKEN_SECRET; a=1")]))
+    assert entry["request"]["cookies"] == [{"name": "", "value": REDACTED},
+                                           {"name": "a", "value": REDACTED}]
+    assert_absent(entry, "SESSION_TOKEN_SECRET")
+
+
+@pytest.mark.parametrize("text", [
+    '{"credentials": {"user": "u", "password": "NESTED_PASS_SECRET"}, "pad": "xxxxxxxx',
+    '{"credentials": ["NESTED_PASS_SECRET", {"a": "}"}], "after": 1, "pad": "x',
+    '{"pad": 1, "credentials": {"password": "NESTED_PASS_SECRET", "more": [1, 2',
+])
+def test_a_named_json_field_is_redacted_whole_in_a_cut_body(text: str) -> None:
+    settings = Settings.from_kwargs(redact_json_field=["credentials"])
+    ex = make_exchange(body=None, response_headers=[("Content-Type", "application/json")])
+    ex.add_response_chunk(text.encode())
+    ex.body_complete = True
+    content = build(ex, settings)["response"]["content"]
+    assert "NESTED_PASS_SECRET" not in content["text"] and content["_redacted"] is True
+    assert f'"credentials": "{REDACTED}"' in content["text"]
+
+
+def test_patterns_reach_the_user_name_when_the_built_in_rules_are_off() -> None:
+    settings = Settings.from_kwargs(redact=False, redact_pattern=["sk_live_\\w+"])
+    url = "http://sk_live_USERINFO_SECRET@example.com/p?k=sk_live_QUERY"
+    entry = build(make_exchange(url=url), settings)
+    assert entry["request"]["url"] == f"http://{URL_REDACTED}@example.com/p?k={URL_REDACTED}"

@@ -270,7 +270,9 @@ def _response(ex: Exchange, settings: Settings, rules: Optional[Rules], version:
         "cookies": cookies,
         "headers": headers,
         "content": content,
-        "redirectURL": rules.url(location) if rules is not None and location else location,
+        # (Location named by redact_header is replaced here too, not only URL-redacted)
+        "redirectURL": rules.header("location", location) if rules is not None and location
+        else location,
         "headersSize": headers_size,
         "bodySize": body_size,
         "_transferSize": headers_size + body_size if headers_size >= 0 and body_size >= 0 else -1,

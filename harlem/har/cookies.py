@@ -37,8 +37,10 @@ def request_cookies(values: Iterable[str]) -> List[Dict[str, str]]:
     for value in values:
         for pair in value.split(";"):
             name, eq, cookie_value = pair.partition("=")
+            if not eq:  # a lone token is a value with an empty name, as in Set-Cookie
+                name, cookie_value = "", name
             name = name.strip()
-            if name or eq:
+            if name or cookie_value.strip():
                 cookies.append({"name": name, "value": cookie_value.strip()})
     return cookies
 

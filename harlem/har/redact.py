@@ -19,7 +19,7 @@ Output conventions (a reader can always see *that* something was there):
 * Named body fields (matched case-insensitively, like header and query names): in JSON (any
   depth) the value, even an object or array, becomes the string ``"[REDACTED]"`` and the text
   is re-serialised compactly; JSON that does not parse (a cut body) is redacted lexically
-  (string and scalar values). In form bodies the field is redacted as in URLs; in multipart
+  (any value; one cut short, to the end of the text). In form bodies the field is redacted as in URLs; in multipart
   bodies the part's content becomes ``[REDACTED]``.
 * ``redact_pattern``: each match becomes the marker, or only the pattern's capture groups when
   it has any (``token=(\\w+)`` keeps ``token=``). Patterns apply to URLs (as sent,
@@ -74,9 +74,7 @@ class Rules:
         self._field_re = None
         if self.fields:
             names = "|".join(re.escape(f) for f in sorted(self.fields))
-            # "name": followed by a (possibly unterminated) string or a scalar.
-            self._field_re = re.compile(
-                r'("(?:' + names + r')"\s*:\s*)("(?:[^"\\]|\\.)*"?|-?[\w.+-]+)', re.IGNORECASE)
+            self._field_re = re.compile(r'"(?:' + names + r')"\s*:\s*', re.IGNORECASE)
 
     # -- headers and cookies ---------------------------------------------------------------
 
@@ -110,7 +108,12 @@ class Rules:
                     url = url[:question + 1] + redacted + url[end:]
         if self.patterns:
             start = _authority_end(url)
-            url = url[:start] + self._patterns(url[start:], URL_REDACTED)
+            head = url[:start]
+            span = None if self.credentials else _userinfo_span(head)
+            if span is not None:  # (the built-in rule, off, would have taken it all)
+                head = head[:span[0]] + self._patterns(head[span[0]:span[1]], URL_REDACTED) \
+                    + head[span[1]:]
+            url = head + self._patterns(url[start:], URL_REDACTED)
         return url
 
     def _pairs(self, query: str, names: Optional[FrozenSet[str]] = None) -> str:
@@ -164,7 +167,7 @@ class Rules:
                 return dumps(data)
             except (TypeError, ValueError, RecursionError):
                 continue
-        return self._field_re.sub(r'\1"' + REDACTED + '"', text) if self._field_re else text
+        return _redact_fields_lexically(text, self._field_re) if self._field_re else text
 
     def _patterns(self, text: str, marker: str) -> str:
         for pattern in self.patterns:
@@ -179,11 +182,14 @@ class Rules:
         Exception texts quote URLs and sometimes header values; the secrets the rules would
         take out of ``url`` and ``headers`` are searched for and replaced, then patterns run.
         """
-        secrets = [value for name, value in headers if name.lower() in self.headers]
+        secrets = [form for name, value in headers if name.lower() in self.headers
+                   for form in _printed_forms(value)]
         secrets += _url_secrets(url, self.credentials, self.query)
         for secret in sorted(set(secrets), key=len, reverse=True):
             if len(secret) >= _MIN_SCRUB:
                 message = message.replace(secret, REDACTED)
+        if self.credentials and "@" in message:  # another URL's (a proxy's) user and password
+            message = _TEXT_USERINFO.sub(r"\1" + REDACTED + "@", message)
         return self.text(message)
 
 
@@ -242,13 +248,84 @@ def _replacer(pattern: "re.Pattern[str]", marker: str) -> Callable[["re.Match[st
     return replace
 
 
+def _printed_forms(value: str) -> List[str]:
+    """How a header value may appear in an exception's message: as it is, trimmed, escaped
+    the way Python prints it (h11 quotes a value with a newline as ``b'...\\n'``), and its
+    credential alone (``Bearer <token>``: the token)."""
+    forms = [value, value.strip(), repr(value)[1:-1],
+             repr(value.encode("utf-8", "surrogateescape"))[2:-1]]
+    words = value.split()
+    if len(words) > 1:
+        forms.append(words[-1])
+    return forms
+
+
+#: ``scheme://user:password@`` in free text (an error message quoting a proxy's URL).
+_TEXT_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@'\"<>]+@")
+
+
+def _redact_fields_lexically(text: str, field: "re.Pattern[str]") -> str:
+    """Named fields of JSON that does not parse (a cut body): each value, string, scalar,
+    object or array, becomes the marker; one cut short runs to the end of the text."""
+    out = []
+    position = 0
+    while True:
+        match = field.search(text, position)
+        if match is None:
+            break
+        start = match.end()
+        end = _json_value_end(text, start)
+        out.append(text[position:start] + '"' + REDACTED + '"')
+        position = end
+    return "".join(out) + text[position:] if out else text
+
+
+def _json_value_end(text: str, start: int) -> int:
+    """Where the JSON value starting at ``start`` ends (the end of ``text`` if it is cut)."""
+    if start >= len(text):
+        return start
+    first = text[start]
+    if first == '"':
+        index = start + 1
+        while index < len(text):
+            if text[index] == "\\":
+                index += 2
+                continue
+            if text[index] == '"':
+                return index + 1
+            index += 1
+        return len(text)
+    if first in "{[":
+        depth = 0
+        index = start
+        while index < len(text):
+            char = text[index]
+            if char == '"':
+                index = _json_value_end(text, index)
+                continue
+            if char in "{[":
+                depth += 1
+            elif char in "}]":
+                depth -= 1
+                if depth == 0:
+                    return index + 1
+            index += 1
+        return len(text)
+    scalar = re.match(r"-?[\w.+-]+", text[start:])
+    return start + (scalar.end() if scalar else 0)
+
+
 def _userinfo_span(url: str) -> Optional[Tuple[int, int]]:
-    """Where ``user:password`` sits in ``scheme://user:password@host/...``, if anywhere."""
-    scheme_end = url.find("://")
-    if scheme_end <= 0 or not url[:scheme_end].replace("+", "").replace("-", "").replace(
-            ".", "").isalnum():
-        return None
-    start = scheme_end + 3
+    """Where ``user:password`` sits in ``scheme://user:password@host/...`` (or in a
+    scheme-relative ``//user:password@host/...``), if anywhere."""
+    if url.startswith("//"):
+        scheme_end = 0
+    else:
+        scheme_end = url.find("://")
+        if scheme_end <= 0 or not url[:scheme_end].replace("+", "").replace("-", "").replace(
+                ".", "").isalnum():
+            return None
+    start = scheme_end + (2 if url.startswith("//") else 3)
     end = len(url)
     for char in "/?#":
         index = url.find(char, start, end)
@@ -261,12 +338,16 @@ def _userinfo_span(url: str) -> Optional[Tuple[int, int]]:
 def _authority_end(url: str) -> int:
     """Where the path starts: patterns leave ``scheme://user@host:port`` alone (the user
     info has its own rule), so that the URL stays a URL."""
-    scheme_end = url.find("://")
-    if scheme_end <= 0:
-        return 0
+    if url.startswith("//"):
+        start = 2
+    else:
+        scheme_end = url.find("://")
+        if scheme_end <= 0:
+            return 0
+        start = scheme_end + 3
     end = len(url)
     for char in "/?#":
-        index = url.find(char, scheme_end + 3, end)
+        index = url.find(char, start, end)
         if index != -1:
             end = index
     return end
