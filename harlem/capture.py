@@ -265,9 +265,10 @@ class Exchange:
         self.http_version = ""
         #: Headers exactly as sent: ordered, duplicates kept; names and values are ``str``, or
         #: ``bytes`` as on the wire, which the builder decodes (UTF-8, else ISO-8859-1). A
-        #: sequence of pairs, the ``b"Name: value"`` lines http.client wrote, or the library's
-        #: own multidict (read through ``items()``) once it no longer changes: holding what
-        #: the library made is cheaper than copying it on the request path.
+        #: sequence of pairs, the ``b"Name: value"`` lines http.client wrote, or a multidict
+        #: that nothing changes any more (read through ``items()``). A library's own object
+        #: that it may still change (aiohttp's request headers, which a client middleware can
+        #: rewrite before sending the request again) is copied instead.
         self.request_headers: Headers = ()
         #: The request body as bytes, ``None`` when there was none or it could not be seen.
         self.request_body: Optional[bytes] = None

@@ -875,3 +875,27 @@ async def test_sessions_in_two_threads(server: Any, record: Any) -> None:
     assert sorted(e["request"]["url"].rsplit("/", 1)[1] for e in rec.entries) == [
         "image.png", "json", "text"]
 
+
+
+
+@pytest.mark.skipif(not hasattr(aiohttp, "ClientHandlerType"), reason="client middlewares: aiohttp 3.12+")
+async def test_a_request_a_middleware_sends_again_keeps_each_hops_headers(server: Any,
+                                                                         record: Any) -> None:
+    """A client middleware may change a request's headers and send the same request again
+    (a retry, digest auth): each entry has the headers of its own hop."""
+    async def attempts(request: Any, handler: Any) -> Any:
+        response = None
+        for number in (1, 2, 3):
+            request.headers["X-Attempt"] = str(number)
+            response = await handler(request)
+            if number < 3:
+                await response.read()
+        return response
+
+    with record() as rec:
+        async with aiohttp.ClientSession(middlewares=(attempts,)) as session:
+            async with session.get(server.url + "/json") as response:
+                await response.read()
+    sent = [[h["value"] for h in entry["request"]["headers"] if h["name"] == "X-Attempt"]
+            for entry in rec.entries]
+    assert sent == [["1"], ["2"], ["3"]]

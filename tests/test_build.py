@@ -409,6 +409,12 @@ def caused(outer: BaseException, inner: BaseException) -> BaseException:
     (ServerDisconnectedError(), False, "net::ERR_EMPTY_RESPONSE"),
     (ProtocolError("incomplete"), True, "net::ERR_CONNECTION_CLOSED"),
     (ValueError("odd"), False, "net::ERR_FAILED"),
+    # a body that does not decode: not a closed connection, whatever class carries it
+    (type("ClientPayloadError", (Exception,), {})("Can not decode content-encoding: gzip"),
+     True, "net::ERR_CONTENT_DECODING_FAILED"),
+    (type("ContentDecodingError", (Exception,), {})("bad gzip"), True,
+     "net::ERR_CONTENT_DECODING_FAILED"),
+    (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"), True, "net::ERR_FAILED"),
 ])
 def test_net_error_names(error: BaseException, started: bool, name: str) -> None:
     assert net_error(error, started) == name

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import functools
 import gzip
+import inspect
 import json
 import socket
 import threading
@@ -297,6 +298,37 @@ def test_body_unread_when_recording_stops_is_a_partial_entry(server: Any) -> Non
 
 
 # --- failures -------------------------------------------------------------------------------------
+
+
+def test_a_proxy_that_refuses_the_tunnel_is_a_failure_before_any_response(record: Any) -> None:
+    """httpcore traces the proxy's answer to CONNECT with this request's callbacks: that
+    answer is not the response, so the failed entry's time is all blocked."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def refuse() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            while b"\r\n\r\n" not in connection.recv(65536):
+                pass
+            connection.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+    proxy = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    thread = threading.Thread(target=refuse)
+    thread.start()
+    try:
+        with record() as rec:
+            options = ({"proxy": proxy} if "proxy" in inspect.signature(httpx.Client).parameters
+                       else {"proxies": proxy})
+            with httpx.Client(**options) as client, pytest.raises(httpx.ProxyError):
+                client.get("https://tunnelled.example/")
+    finally:
+        thread.join(10)
+        listener.close()
+    entry = rec.only_entry()
+    assert entry["response"]["status"] == 0 and entry["timings"]["blocked"] == entry["time"]
+    assert entry["timings"]["wait"] == 0 and entry["timings"]["receive"] == 0
 
 
 def test_a_relative_url_is_not_an_exchange(record: Any) -> None:

@@ -53,6 +53,13 @@ def _cert_error(exc: BaseException, response_started: bool) -> str:
     return "net::ERR_CERT_AUTHORITY_INVALID"
 
 
+def _decoding(exc: BaseException, name: str) -> bool:
+    """A body that does not decode as its Content-Encoding says (aiohttp reports it as a
+    ``ClientPayloadError``, whose name would otherwise read as a closed connection)."""
+    return ("DecodingError" in name or name == "DecodeError"  # requests and httpx, urllib3
+            or "decode content-encoding" in str(exc).lower())
+
+
 def _closed(exc: BaseException, response_started: bool) -> str:
     return "net::ERR_CONNECTION_CLOSED" if response_started else "net::ERR_EMPTY_RESPONSE"
 
@@ -67,6 +74,7 @@ _RULES: List[Tuple[Test, Name]] = [
     (_is((ConnectionRefusedError,)), _fixed("net::ERR_CONNECTION_REFUSED")),
     (_is((ssl.SSLCertVerificationError,), "CertificateError", "CertVerification"), _cert_error),
     (_is((ssl.SSLError,), "SSLError"), _fixed("net::ERR_SSL_PROTOCOL_ERROR")),
+    (_decoding, _fixed("net::ERR_CONTENT_DECODING_FAILED")),
     (lambda exc, name: name in _CLOSED_NAMES, _closed),
     (_is((ConnectionResetError,)), _fixed("net::ERR_CONNECTION_RESET")),
     (_is((ConnectionAbortedError,)), _fixed("net::ERR_CONNECTION_ABORTED")),

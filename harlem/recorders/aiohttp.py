@@ -418,7 +418,9 @@ def _note_request(call: _Call, hop: Exchange) -> None:
     and its headers no longer change once the writer has them."""
     request = call.request
     if request is not None and hop.t_send_end is not None and not hop.request_headers:
-        hop.request_headers = request.headers  # the builder reads it; nothing changes it now
+        # A copy: a client middleware may change the same request's headers and send it
+        # again (digest auth, retries), and the builder reads them from another thread.
+        hop.request_headers = tuple(request.headers.items())
 
 
 # --- hops: BaseConnector.connect and the TCP connection -------------------------------------

@@ -437,6 +437,9 @@ class _Hop:
         if _is_test_client_upgrade(exc):
             pipeline.abandon(self.ex)
             return
+        # No response reached the client: a "response" traced meanwhile was a proxy's answer
+        # to CONNECT (httpcore traces the tunnel with this request's callbacks).
+        self.ex.t_response = None
         self.ex.error = exc
         self._finish(complete=False)
 
