@@ -543,6 +543,7 @@ def test_a_bodiless_request_still_served_when_recording_stops_is_waiting(record:
     assert entry["timings"]["send"] == 0 and entry["timings"]["wait"] > 0
 
 
+@pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")  # (Starlette 1.x)
 def test_a_test_clients_websocket_is_not_an_http_entry(record: Any) -> None:
     """Starlette's TestClient switches to WebSocket by raising its own exception out of the
     handshake request: not a failed exchange."""
