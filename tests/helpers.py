@@ -114,3 +114,27 @@ def recorders_of(recorder_class: Any) -> Iterator[Any]:
     finally:
         for recorder in started:
             recorder.stop()
+
+
+@contextlib.contextmanager
+def one_answer_server(answer: bytes) -> Iterator[int]:
+    """A raw server on 127.0.0.1 that reads one request's head and sends ``answer`` bytes
+    exactly as given (what aiohttp.web would never write); yields its port."""
+    import socket
+    import threading
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+
+        def serve() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                while b"\r\n\r\n" not in connection.recv(65536):
+                    pass
+                connection.sendall(answer)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        yield listener.getsockname()[1]
+        thread.join(10)

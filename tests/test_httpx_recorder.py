@@ -29,7 +29,7 @@ from harlem.demo.server import (COMPRESSIBLE_TEXT, JSON_BODY, TEXT_BODY,  # noqa
 from harlem.exporters.model import ModelHarExporter  # noqa: E402
 from harlem.recorders import httpx as httpx_recorder  # noqa: E402
 from harlem.recorders.httpx import HttpxHarRecorder  # noqa: E402
-from tests.helpers import recorders_of, check_har  # noqa: E402
+from tests.helpers import check_har, one_answer_server, recorders_of  # noqa: E402
 
 THIS_FILE = Path(__file__).resolve().as_uri()
 PATCHED = [(httpx.Client, "_send_single_request"), (httpx.AsyncClient, "_send_single_request")] + [
@@ -303,29 +303,13 @@ def test_body_unread_when_recording_stops_is_a_partial_entry(server: Any) -> Non
 def test_a_proxy_that_refuses_the_tunnel_is_a_failure_before_any_response(record: Any) -> None:
     """httpcore traces the proxy's answer to CONNECT with this request's callbacks: that
     answer is not the response, so the failed entry's time is all blocked."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-
-    def refuse() -> None:
-        connection, _ = listener.accept()
-        with connection:
-            while b"\r\n\r\n" not in connection.recv(65536):
-                pass
-            connection.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
-
-    proxy = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    thread = threading.Thread(target=refuse)
-    thread.start()
-    try:
-        with record() as rec:
-            options = ({"proxy": proxy} if "proxy" in inspect.signature(httpx.Client).parameters
-                       else {"proxies": proxy})
-            with httpx.Client(**options) as client, pytest.raises(httpx.ProxyError):
-                client.get("https://tunnelled.example/")
-    finally:
-        thread.join(10)
-        listener.close()
+    refusal = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"
+    with one_answer_server(refusal) as port, record() as rec:
+        proxy = f"http://127.0.0.1:{port}"
+        options = ({"proxy": proxy} if "proxy" in inspect.signature(httpx.Client).parameters
+                   else {"proxies": proxy})
+        with httpx.Client(**options) as client, pytest.raises(httpx.ProxyError):
+            client.get("https://tunnelled.example/")
     entry = rec.only_entry()
     assert entry["response"]["status"] == 0 and entry["timings"]["blocked"] == entry["time"]
     assert entry["timings"]["wait"] == 0 and entry["timings"]["receive"] == 0

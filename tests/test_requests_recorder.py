@@ -30,6 +30,7 @@ from harlem.demo.server import (COMPRESSIBLE_TEXT, HAS_BROTLI, JSON_BODY, LATIN1
 from harlem.exporters import ModelHarExporter
 from harlem.recorders import requests as requests_recorder
 from harlem.recorders.requests import RequestsHarRecorder
+from tests.helpers import one_answer_server
 
 MISSING = object()
 PATCH_POINTS: List[Tuple[Any, str]] = [
@@ -580,22 +581,8 @@ def test_header_sizes_count_the_bytes_on_the_wire(record: Any) -> None:
     """A header byte that is not UTF-8 (ISO-8859-1 "é") is one byte on the wire, and reads
     "é" in the HAR, as the other recorders have it."""
     head = b"HTTP/1.1 200 OK\r\nX-Name: caf\xe9\r\nContent-Length: 2\r\n\r\n"
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-
-        def answer() -> None:
-            connection, _ = listener.accept()
-            with connection:
-                while b"\r\n\r\n" not in connection.recv(65536):
-                    pass
-                connection.sendall(head + b"ok")
-
-        server_thread = threading.Thread(target=answer)
-        server_thread.start()
-        with record() as rec:
-            assert requests.get(f"http://127.0.0.1:{listener.getsockname()[1]}/").text == "ok"
-        server_thread.join()
+    with one_answer_server(head + b"ok") as port, record() as rec:
+        assert requests.get(f"http://127.0.0.1:{port}/").text == "ok"
     response = rec.only_entry()["response"]
     assert header(response, "X-Name") == ["caf\u00e9"]
     assert response["headersSize"] == len(head)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import re
 import sys
 import zlib
 from typing import Any, Awaitable, Callable, List, MutableMapping, Optional
@@ -248,8 +249,6 @@ def _quote(raw: Any, safe: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _unsafe(safe: str) -> "re.Pattern[bytes]":
-    import re
-
     return re.compile(b"[^A-Za-z0-9" + re.escape(safe).encode("ascii") + b"]")
 
 
