@@ -64,7 +64,10 @@ def anyio_backend():
 
 
 def plugin_installed() -> bool:
-    return any(ep.name == "harlem" for ep in entry_points(group="pytest11"))
+    found = entry_points()
+    # Python 3.9's entry_points() is a dict of groups; 3.10 and later select by keyword.
+    group = found.select(group="pytest11") if hasattr(found, "select") else found.get("pytest11", ())
+    return any(ep.name == "harlem" for ep in group)
 
 
 def run_pytest(tmp_path: Path, server_url: str, source: str, *args: str) -> subprocess.CompletedProcess:
