@@ -7,6 +7,7 @@ top process merges the children's part files into its HAR at exit. Also: ``harle
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import sys
 import time
 from collections import Counter
@@ -290,3 +291,31 @@ def test_harlem_merge_bad_input_is_one_line_and_exit_2(tmp_path, problem, messag
     assert result.stderr.startswith("harlem merge: error: ") and message in result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert not (tmp_path / "out.har").exists()
+
+
+def test_a_terminated_child_blocked_in_a_wait_still_exports_and_dies(tmp_path, server):
+    """SIGTERM noted while a child's main thread is blocked for good (here: delivered to another
+    thread, as when it lands just before the wait) must still run harlem's handler: the child
+    is killed by it, as without harlem, with its part written, instead of waiting for ever."""
+    child = write_program(tmp_path, REQUESTS, """
+        import multiprocessing, signal, threading
+        fetch(1, "child")
+        blocked = multiprocessing.Semaphore(0)
+        def hit():  # a thread of the program's own, which does not block SIGTERM
+            import time
+            time.sleep(0.3)
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+        threading.Thread(target=hit).start()
+        blocked.acquire()  # no timeout: only the signal ends this process
+    """, name="child.py")
+    app = write_program(tmp_path, REQUESTS, f"""
+        import subprocess
+        fetch(1, "top")
+        done = subprocess.run([sys.executable, {str(child)!r}, URL], timeout=60)
+        print(done.returncode)
+    """)
+    out = tmp_path / "out.har"
+    result = run([sys.executable, str(app), server.url], agent_env(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(-signal.SIGTERM)
+    assert tags(check_har(out)) == {"top=0": 1, "child=0": 1}

@@ -94,6 +94,10 @@ class Agent:
             from .children import new_recording
 
             self.recording = new_recording(self.settings, self.is_top)
+            if not self.is_top:  # a pool worker's SIGTERM must not be lost (see signals.watch)
+                from .signals import watch
+
+                watch()
         return self.recording
 
     def finish(self) -> None:
@@ -175,6 +179,9 @@ class Agent:
         """
         self.lock = _thread.RLock()
         self.finished_in = self.finishing = self.pending_signal = 0
+        from .signals import forget_watch
+
+        forget_watch()
         inherited, self.recording = self.recording, None
         if inherited is None:
             return

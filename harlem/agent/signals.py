@@ -23,10 +23,15 @@ TYPE_CHECKING = False  # typing costs start-up time; type checkers read the bloc
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-__all__ = ["install", "hold", "die", "SIGNALS"]
+__all__ = ["install", "hold", "die", "watch", "forget_watch", "SIGNALS"]
 
 #: The signals whose default action would end the program without ``atexit``.
 SIGNALS = ("SIGTERM", "SIGHUP")
+
+#: harlem's handlers in place of the default action (for :func:`watch` to recognise them).
+_handlers: "list[Any]" = []
+#: This process's watch: the two ends of the pipe Python writes signal numbers to.
+_watch: "tuple[int, int] | None" = None
 
 
 def install(export: "Callable[[int], bool]") -> "Callable[[], None]":
@@ -45,6 +50,7 @@ def install(export: "Callable[[int], bool]") -> "Callable[[], None]":
             handler = _handler(export)
             _signal.signal(signum, handler)
             installed.append((signum, handler))
+            _handlers.append(handler)
 
     def restore() -> None:
         for signum, handler in installed:
@@ -96,6 +102,78 @@ def hold() -> "Callable[[], None]":
             _signal.raise_signal(signum)  # the program's handler, or harlem's own: as it would
 
     return release
+
+
+def watch() -> None:
+    """Make sure harlem's handler runs when SIGTERM or SIGHUP arrives (a child process).
+
+    A Python handler runs only when the main thread is back in Python. A signal that lands
+    just before the main thread blocks in a wait with no end (a pool worker going back to its
+    task queue as ``Pool.terminate`` sends SIGTERM, within microseconds of its last result)
+    is noted but never handled, and the process, which the default action would have killed,
+    waits for ever. So Python's wakeup file descriptor is pointed at a pipe that a harlem
+    thread reads: for each such signal still meant for harlem's handler, it sends the signal
+    again to the main thread itself, which interrupts its wait. Nothing is done when the
+    program (or its event loop) has a wakeup descriptor of its own, or from another thread
+    than the main one.
+    """
+    global _watch
+    if _watch is not None or not _handlers:
+        return
+    import _thread
+
+    read_end, write_end = os.pipe()
+    try:
+        os.set_blocking(write_end, False)
+        previous = _signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        if previous != -1:  # someone else's: theirs it stays
+            _signal.set_wakeup_fd(previous)
+            raise ValueError("the wakeup descriptor is taken")
+    except (ValueError, OSError):
+        os.close(read_end)
+        os.close(write_end)
+        return
+    _watch = (read_end, write_end)
+    main = _thread.get_ident()  # (set_wakeup_fd works in the main thread only)
+    from .._threads import start_daemon
+
+    start_daemon(lambda: _redeliver(read_end, main), "harlem-signals")
+
+
+def _redeliver(read_end: int, main: int) -> None:
+    import time
+
+    sent: "dict[int, int]" = {}
+    while True:
+        try:
+            numbers = set(os.read(read_end, 512))
+        except OSError:
+            return
+        if not numbers:
+            return
+        for number in numbers:
+            if sent.get(number, 0) >= 3 or _signal.getsignal(number) not in _handlers:
+                continue
+            sent[number] = sent.get(number, 0) + 1
+            time.sleep(0.05 * sent[number])  # the usual case: the handler is running already
+            _signal.pthread_kill(main, number)
+
+
+def forget_watch() -> None:
+    """In a forked child: the pipe is the parent's, and its reading thread did not follow."""
+    global _watch
+    if _watch is None:
+        return
+    try:
+        _signal.set_wakeup_fd(-1)
+    except ValueError:
+        pass
+    for end in _watch:
+        try:
+            os.close(end)
+        except OSError:
+            pass
+    _watch = None
 
 
 def die(signum: int) -> None:
