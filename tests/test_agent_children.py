@@ -319,3 +319,20 @@ def test_a_terminated_child_blocked_in_a_wait_still_exports_and_dies(tmp_path, s
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(-signal.SIGTERM)
     assert tags(check_har(out)) == {"top=0": 1, "child=0": 1}
+
+
+def test_retention_applies_to_the_children_too(tmp_path, server):
+    """A child's entries older than the window are not in the merged file either."""
+    child = write_program(tmp_path, REQUESTS, "fetch(1, 'child-early')", name="child.py")
+    app = write_program(tmp_path, REQUESTS, f"""
+        import subprocess, time
+        subprocess.run([sys.executable, {str(child)!r}, URL], check=True)
+        time.sleep(2.5)  # the child's entry is now older than the window
+        fetch(1, "top-late")
+    """)
+    out = tmp_path / "out.har"
+    result = run([sys.executable, str(app), server.url],
+                 agent_env(out, HARLEM_LIVE="1", HARLEM_RETENTION_SECONDS="2"))
+    assert result.returncode == 0, result.stderr
+    assert tags(check_har(out)) == {"top-late=0": 1}
+    assert "(retention: the last 2 s)" in result.stderr

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from .. import pipeline  # its fork hook must run before ours (registered at the end)
@@ -45,9 +46,11 @@ _PART_NAME = r"(\d+)(?:-\d+)?(\.live)?\.har"
 class PartExporter(HarExporter):
     """A child process's part: a live HAR file opened at the first entry, renamed when done."""
 
-    def __init__(self, folder: str):
+    def __init__(self, folder: str, retention_seconds: Optional[float] = None):
         super().__init__()
         self.folder = folder
+        #: As the top's file: a long-running worker's part keeps only its recent entries.
+        self.retention_seconds = retention_seconds
         self.pages: List[Dict[str, Any]] = []
         self.path: Optional[str] = None
         self._stem = ""
@@ -70,7 +73,7 @@ class PartExporter(HarExporter):
         os.makedirs(self.folder, mode=0o700, exist_ok=True)
         self._stem = _free_stem(self.folder, os.getpid())
         self.path = os.path.join(self.folder, self._stem + LIVE_SUFFIX)
-        live = LiveFileHarExporter(self.path)
+        live = LiveFileHarExporter(self.path, retention_seconds=self.retention_seconds)
         live.pages = self.pages
         live.start()
         self._live = live
@@ -109,7 +112,8 @@ def adopt(output: str) -> None:
 
 def new_recording(settings: Settings, top: bool) -> Recording:
     """A started recording (no library yet): the HAR file for the top, a part for a child."""
-    exporter = file_exporter(settings) if top else PartExporter(parts_folder(_output(settings)))
+    exporter = file_exporter(settings) if top else PartExporter(
+        parts_folder(_output(settings)), settings.retention_seconds)
     return Recording(exporter, settings).start(libraries=False)
 
 
@@ -125,7 +129,8 @@ def finish(recording: Optional[Recording], settings: Settings,
         recording.stop()
     if not top:
         return None
-    merged = merge_parts(_output(settings), settings.indent, with_output=recording is not None)
+    merged = merge_parts(_output(settings), settings.indent, with_output=recording is not None,
+                         retention_seconds=settings.retention_seconds)
     if merged is None and recording is not None:
         return recording.entry_count, recording.failed_count
     return merged
@@ -137,10 +142,10 @@ def _output(settings: Settings) -> str:
     return settings.output
 
 
-def merge_parts(output: str, indent: Optional[int] = None,
-                with_output: bool = True) -> Optional[Tuple[int, int]]:
+def merge_parts(output: str, indent: Optional[int] = None, with_output: bool = True,
+                retention_seconds: Optional[float] = None) -> Optional[Tuple[int, int]]:
     """Merge the finished parts into ``output`` (into what it holds, if ``with_output``), then
-    delete them.
+    delete them; with ``retention_seconds``, only the entries of that last stretch are kept.
 
     Returns the output's ``(entries, failed entries)``, or None when there was nothing to merge.
     """
@@ -161,7 +166,8 @@ def merge_parts(output: str, indent: Optional[int] = None,
             warn_once(f"merge-{error.path}", "left a part out of the HAR file", error)
 
         inputs = ([output] if with_output and os.path.exists(output) else []) + parts
-        counts = merge_files(inputs, output, indent, on_bad_input=skip)
+        since = time.time() - retention_seconds if retention_seconds else None
+        counts = merge_files(inputs, output, indent, on_bad_input=skip, keep_since=since)
         for path in parts:
             if path not in bad:
                 _remove(path)

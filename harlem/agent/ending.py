@@ -19,7 +19,7 @@ def summary_line(entries: int, failed: int, target: str,
     With ``retention``, N counts what was recorded, not what the file still holds."""
     failures = f" ({failed} failed)" if failed else ""
     plural = "entry" if entries == 1 else "entries"
-    kept = f" (the last {retention:g} s of them kept)" if retention else ""
+    kept = f" (retention: the last {retention:g} s)" if retention else ""
     return f"harlem: {entries} {plural}{failures} -> {target}{kept}"
 
 

@@ -64,8 +64,10 @@ def _objects(items: Any) -> bool:
 
 
 def merge_files(inputs: Sequence[str], output: str, indent: Optional[int] = None,
-                on_bad_input: Optional[Callable[[MergeError], None]] = None) -> Tuple[int, int]:
+                on_bad_input: Optional[Callable[[MergeError], None]] = None,
+                keep_since: Optional[float] = None) -> Tuple[int, int]:
     """Write the HAR file ``output`` from ``inputs``; return ``(entries, failed entries)``.
+    With ``keep_since`` (a Unix time), entries that started before it are left out.
 
     ``output`` may be one of the inputs (it is replaced atomically at the end). An unreadable
     input raises :class:`MergeError`, or is left out after ``on_bad_input(error)`` when given.
@@ -86,6 +88,8 @@ def merge_files(inputs: Sequence[str], output: str, indent: Optional[int] = None
             entries = log.get("entries") or []
             renamed = _add_pages(pages, log.get("pages") or [], _owner(entries, path))
             for entry in entries:
+                if keep_since is not None and _timestamp(entry) < keep_since:
+                    continue
                 if renamed and entry.get("pageref") in renamed:
                     entry["pageref"] = renamed[entry["pageref"]]
                 data = orjson.dumps(entry)
