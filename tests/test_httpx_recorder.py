@@ -597,3 +597,21 @@ def test_bookkeeping_failure_is_a_warning_not_the_programs_problem(
     err = capsys.readouterr().err
     assert err.count("harlem: warning: the httpx recorder failed") == 2  # start, responded: once each
     assert "bookkeeping broke" in err
+
+
+def test_a_failure_putting_the_request_back_is_a_warning_not_the_programs_problem(
+        record: Any, server: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    """Handing the request its own stream and extensions back runs after every hop, success
+    or failure: guarded like every other step."""
+    monkeypatch.setattr(harlem._warn, "_seen", set())
+
+    def broken(hop: Any) -> None:
+        raise RuntimeError("restore broke")
+
+    monkeypatch.setattr(httpx_recorder._Hop, "restore", broken)
+    with record(), httpx.Client() as client:
+        assert client.get(server.url + "/json").json() == JSON_BODY
+        with pytest.raises(httpx.ConnectError):
+            client.get(f"http://127.0.0.1:{closed_port()}/")
+    err = capsys.readouterr().err
+    assert err.count("harlem: warning: the httpx recorder failed (_restore)") == 1

@@ -570,7 +570,6 @@ async def _with_caller(caller: Tuple[Any, tuple], coroutine: Any) -> Any:
             pass
 
 
-@_quietly
 def _is_test_client_upgrade(exc: BaseException) -> bool:
     """Starlette's ``TestClient.websocket_connect`` ends its handshake request by raising
     ``_Upgrade`` with the WebSocket session: how it switches protocols, not a failure, and no
@@ -579,6 +578,7 @@ def _is_test_client_upgrade(exc: BaseException) -> bool:
     return kind.__name__ == "_Upgrade" and kind.__module__.startswith("starlette.")
 
 
+@_quietly
 def _restore(hop: _Hop) -> None:
     hop.restore()
 
