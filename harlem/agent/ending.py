@@ -67,7 +67,7 @@ def write_empty_har(path: str, indent: "int | None" = None) -> None:
     temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     descriptor = os.open(temporary, flags, 0o600)
-    if descriptor <= 2:  # a closed standard stream's number: not for our file
+    if descriptor <= 2:  # a closed standard stream's number (checked here: no import otherwise)
         from .._fds import above_std_streams
 
         descriptor = above_std_streams(descriptor)

@@ -141,7 +141,7 @@ class FileHarExporter(IoHarExporter):
         self.mode = mode
 
     def _spool_folder(self) -> Optional[str]:
-        return os.path.dirname(os.path.abspath(self.path))
+        return os.path.dirname(self.path)  # (absolute since __init__)
 
     def check_ready(self) -> None:
         check_writable(self.path)

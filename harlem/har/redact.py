@@ -19,8 +19,8 @@ Output conventions (a reader can always see *that* something was there):
 * Named body fields (matched case-insensitively, like header and query names): in JSON (any
   depth) the value, even an object or array, becomes the string ``"[REDACTED]"`` and the text
   is re-serialised compactly; JSON that does not parse (a cut body) is redacted lexically
-  (any value; one cut short, to the end of the text). In form bodies the field is redacted as in URLs; in multipart
-  bodies the part's content becomes ``[REDACTED]``.
+  (any value; one cut short, to the end of the text). In form bodies the field is redacted
+  as in URLs; in multipart bodies the part's content becomes ``[REDACTED]``.
 * ``redact_pattern``: each match becomes the marker, or only the pattern's capture groups when
   it has any (``token=(\\w+)`` keeps ``token=``). Patterns apply to URLs (as sent,
   percent-encoded), header and cookie values, text bodies, error messages, and to base64
@@ -315,22 +315,34 @@ def _json_value_end(text: str, start: int) -> int:
     return start + (scalar.end() if scalar else 0)
 
 
-def _userinfo_span(url: str) -> Optional[Tuple[int, int]]:
-    """Where ``user:password`` sits in ``scheme://user:password@host/...`` (or in a
-    scheme-relative ``//user:password@host/...``), if anywhere."""
+def _authority(url: str) -> Optional[Tuple[int, int]]:
+    """Where ``user:password@host:port`` sits in ``scheme://...`` or a scheme-relative
+    ``//...``: ``(start, end)``, or ``None`` when ``url`` has no authority."""
     if url.startswith("//"):
-        scheme_end = 0
+        start = 2
     else:
         scheme_end = url.find("://")
-        if scheme_end <= 0 or not url[:scheme_end].replace("+", "").replace("-", "").replace(
-                ".", "").isalnum():
+        if scheme_end <= 0:
             return None
-    start = scheme_end + (2 if url.startswith("//") else 3)
+        start = scheme_end + 3
     end = len(url)
     for char in "/?#":
         index = url.find(char, start, end)
         if index != -1:
             end = index
+    return start, end
+
+
+def _userinfo_span(url: str) -> Optional[Tuple[int, int]]:
+    """Where ``user:password`` sits in ``scheme://user:password@host/...`` (or in a
+    scheme-relative ``//user:password@host/...``), if anywhere."""
+    authority = _authority(url)
+    if authority is None:
+        return None
+    start, end = authority
+    scheme = "" if start == 2 else url[:start - 3]  # (none in a scheme-relative URL)
+    if scheme and not scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
+        return None
     at = url.rfind("@", start, end)
     return (start, at) if at != -1 else None
 
@@ -338,19 +350,8 @@ def _userinfo_span(url: str) -> Optional[Tuple[int, int]]:
 def _authority_end(url: str) -> int:
     """Where the path starts: patterns leave ``scheme://user@host:port`` alone (the user
     info has its own rule), so that the URL stays a URL."""
-    if url.startswith("//"):
-        start = 2
-    else:
-        scheme_end = url.find("://")
-        if scheme_end <= 0:
-            return 0
-        start = scheme_end + 3
-    end = len(url)
-    for char in "/?#":
-        index = url.find(char, start, end)
-        if index != -1:
-            end = index
-    return end
+    authority = _authority(url)
+    return 0 if authority is None else authority[1]
 
 
 def _strip_userinfo(url: str) -> str:
