@@ -583,3 +583,24 @@ def test_a_ctrl_c_during_the_export_at_exit_waits_for_the_file(tmp_path, server)
     assert process.returncode in (0, -signal.SIGINT), process.stderr
     assert f"{os.sep}harlem{os.sep}" not in process.stderr, process.stderr  # none of ours
     assert len(entries(check_har(out))) == 40
+
+
+def test_the_last_export_runs_once_with_signals_held_and_a_failed_one_lets_them_through():
+    """What the agent and ``harlem fn out.har`` end with: once, whichever ending calls it,
+    Ctrl-C held while it writes; an export that raises must not leave Ctrl-C held for ever."""
+    from harlem.agent.signals import ExportOnce
+
+    seen = []
+
+    def export() -> None:
+        seen.append(signal.getsignal(signal.SIGINT))
+        raise RuntimeError("the disk went away")
+
+    ending = ExportOnce(export)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(RuntimeError):
+        ending.run()
+    ending.run()
+    assert ending.on_signal(signal.SIGTERM) is True  # done: nothing to wait for, let it kill
+    assert len(seen) == 1 and seen[0] is not before  # held while it ran
+    assert signal.getsignal(signal.SIGINT) is before and ending.done

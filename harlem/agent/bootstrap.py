@@ -14,10 +14,11 @@ worker, a forked copy) writes a part file that the top merges at its exit: see
 :mod:`harlem.agent.children`.
 """
 
-import _thread
 import atexit
 import os
 import sys
+
+from .signals import ExportOnce
 
 TYPE_CHECKING = False  # typing costs start-up time; type checkers read the block below
 if TYPE_CHECKING:
@@ -55,11 +56,10 @@ class Agent:
         self.settings = settings
         self.output = output  # absolute, as settings.output
         self.top_pid = top_pid
-        self.lock = _thread.RLock()
         self.recording: "Optional[Recording]" = None
-        self.finished_in = 0  # the pid that finished (a forked child starts unfinished)
-        self.finishing = 0  # the thread exporting right now
-        self.pending_signal = 0  # a signal that arrived during that export
+        #: Exports once, signals held meanwhile; its lock also keeps a library from starting
+        #: to record while the export runs.
+        self.ending = ExportOnce(self._export)
         #: True once the recording could not be made (its output cannot be written): said
         #: once then, not a second time at exit.
         self.broken = False
@@ -82,8 +82,8 @@ class Agent:
             if name not in RECORDERS:  # no recorder for it in this version of harlem
                 return
             cls = recorder_class(name)
-            with self.lock:
-                if self.finished_in != os.getpid():
+            with self.ending.lock:
+                if not self.ending.done:
                     self._recording().start_library(cls)
         except Exception as exc:
             self.broken = self.broken or self.recording is None
@@ -102,36 +102,25 @@ class Agent:
 
     def finish(self) -> None:
         """Export what this process recorded: the HAR file (top) or the part (child). Once."""
-        with self.lock:
-            if self.finished_in == os.getpid():
-                return
-            self.finished_in = os.getpid()
-            if self.broken and self.recording is None:
-                return  # its warning said so already: no second one for the same file
-            self.finishing = _thread.get_ident()
-            from .signals import hold
+        self.ending.run()
 
-            release_signals = hold()  # a Ctrl-C now would cut the file short: it waits
-            try:
-                counts = None
-                if self.recording is not None or (self.is_top and os.path.isdir(
-                        parts_folder(self.output))):
-                    from .children import finish
+    def _export(self) -> None:
+        if self.broken and self.recording is None:
+            return  # its warning said so already: no second one for the same file
+        try:
+            counts = None
+            if self.recording is not None or (self.is_top and os.path.isdir(
+                    parts_folder(self.output))):
+                from .children import finish
 
-                    counts = finish(self.recording, self.settings, self.is_top)
-                failed = self.recording is not None and self.recording.export_failed
-                if self.is_top and not failed:  # (the failure was said: no success line)
-                    self._last_words(counts)
-            except Exception as exc:
-                _warn("agent-finish", f"could not write {self.output}", exc)
-            finally:
-                self.finishing = 0
-                _keep_ctrl_c_status()
-        if self.pending_signal:
-            from .signals import die
-
-            die(self.pending_signal)
-        release_signals()
+                counts = finish(self.recording, self.settings, self.is_top)
+            failed = self.recording is not None and self.recording.export_failed
+            if self.is_top and not failed:  # (the failure was said: no success line)
+                self._last_words(counts)
+        except Exception as exc:
+            _warn("agent-finish", f"could not write {self.output}", exc)
+        finally:
+            _keep_ctrl_c_status()
 
     def before_exec(self, environ: "Any") -> "Any":
         """``os.exec*`` is about to replace this program: nothing of it runs afterwards, so its
@@ -144,18 +133,6 @@ class Agent:
                 environ = dict(environ)
             environ[EXEC_OUTPUT_VARIABLE] = self.output
         return environ
-
-    def finish_on_signal(self, signum: int) -> bool:
-        """SIGTERM or SIGHUP: export, then (True) let the signal end the process.
-
-        A signal that interrupts this thread's own export (a worker already on its way out
-        through ``os._exit`` when its pool terminates it) is re-raised once the export is done.
-        """
-        if self.finishing == _thread.get_ident():
-            self.pending_signal = signum
-            return False
-        self.finish()
-        return True
 
     def _last_words(self, counts: "Optional[Tuple[int, int]]") -> None:
         """The top's summary line; first an empty HAR if nothing was recorded nor merged.
@@ -177,8 +154,7 @@ class Agent:
 
         Runs after :mod:`harlem.pipeline` dropped the parent's listeners and backlog.
         """
-        self.lock = _thread.RLock()
-        self.finished_in = self.finishing = self.pending_signal = 0
+        self.ending = ExportOnce(self._export)  # (its lock may have been held by a thread)
         from .signals import forget_watch
 
         forget_watch()
@@ -260,7 +236,7 @@ def _start(environ: "Any") -> "Optional[Agent]":
     os._exit = _exit
     os.execv, os.execve = _execv, _execve
     try:
-        restore_signals = signals.install(agent.finish_on_signal)
+        restore_signals = signals.install(agent.ending.on_signal)
     except ValueError:  # activated from a thread: signals can only be handled in the main one
         restore_signals = None
     agent.installed = (restore_signals, hooks.install(agent.triggers, agent.library_imported))

@@ -15,6 +15,7 @@ so the exit status (``-15`` from ``Popen.returncode``, ``143`` in a shell) stays
 ``_signal`` is used instead of ``signal``, which imports ``enum`` and costs start-up time.
 """
 
+import _thread
 import os
 
 import _signal  # type: ignore[import-not-found]  # (no stub: it is CPython's C module)
@@ -23,7 +24,7 @@ TYPE_CHECKING = False  # typing costs start-up time; type checkers read the bloc
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-__all__ = ["install", "hold", "die", "watch", "forget_watch", "SIGNALS"]
+__all__ = ["install", "hold", "die", "watch", "forget_watch", "ExportOnce", "SIGNALS"]
 
 #: The signals whose default action would end the program without ``atexit``.
 SIGNALS = ("SIGTERM", "SIGHUP")
@@ -102,6 +103,51 @@ def hold() -> "Callable[[], None]":
             _signal.raise_signal(signum)  # the program's handler, or harlem's own: as it would
 
     return release
+
+
+class ExportOnce:
+    """A process's last export (the agent's file or part, ``harlem fn out.har``'s file): run
+    once, whichever ending comes first (the program's end, ``atexit``, SIGTERM, ``os._exit``).
+
+    While it runs, signals are held (:func:`hold`). A signal whose handler interrupts the
+    export in the very thread running it (a pool worker terminated on its way out, before
+    ``hold`` took effect) is remembered, and kills the process once the file is written.
+    """
+
+    def __init__(self, export: "Callable[[], None]") -> None:
+        self.export = export
+        #: Held while exporting: what must not interleave with the export takes it too.
+        self.lock = _thread.RLock()
+        self._done_in = 0  # the pid that exported: a forked child has yet to export its own
+        self._exporting = 0  # the thread exporting right now
+        self._pending = 0  # a signal that interrupted that export
+
+    @property
+    def done(self) -> bool:
+        return self._done_in == os.getpid()
+
+    def run(self) -> None:
+        with self.lock:
+            if self._done_in == os.getpid():
+                return
+            self._done_in = os.getpid()
+            self._exporting = _thread.get_ident()
+            release = hold()
+            try:
+                self.export()
+            finally:
+                self._exporting = 0
+                if self._pending:
+                    die(self._pending)
+                release()
+
+    def on_signal(self, signum: int) -> bool:
+        """For :func:`install`: export, then (True) let the signal end the process."""
+        if self._exporting == _thread.get_ident():
+            self._pending = signum
+            return False
+        self.run()
+        return True
 
 
 def watch() -> None:

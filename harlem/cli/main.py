@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Any, Callable, List, Optional
 
+from ..agent.signals import ExportOnce
 from ..settings import OPTIONS, Settings, SettingsError, add_arguments
 from . import ArgumentParser, fail
 
@@ -115,7 +116,7 @@ def run(args: Any) -> Any:
         recording.start()
     except OSError as exc:
         return fail(PROG, f"output: cannot write {settings.output!r}: {exc}")
-    ending = _Ending(recording, settings)
+    ending = ExportOnce(_stopper(recording, settings))
     restore_signals = _on_signals(ending)
     try:
         result = function()
@@ -124,52 +125,28 @@ def run(args: Any) -> Any:
 
             result = asyncio.run(_await(result))
     finally:
-        ending.finish()
+        ending.run()
         restore_signals()
     # An int is the exit code, as with console scripts; any other return value means success.
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
-class _Ending:
-    """Stops the recording once: when the function ends, or before SIGTERM or SIGHUP ends the
-    process (the file is written, then the signal kills it as it would have: 143 in a shell).
+def _stopper(recording: Any, settings: Settings) -> Callable[[], None]:
+    """What ends the recording, once: when the function ends, or before SIGTERM or SIGHUP
+    ends the process (the file is written, then the signal kills it as it would have: 143 in
+    a shell). The handler does not unwind the function (an ``except BaseException`` in it
+    would swallow that, and the program would go on where it would have died): it exports
+    where it is."""
 
-    The handler does not unwind the function (an ``except BaseException`` in it would swallow
-    that, and the program would go on where it would have died): it exports where it is.
-    """
+    def stop() -> None:
+        recording.stop()
+        if not settings.quiet and not recording.export_failed:
+            sys.stderr.write(recording.summary(settings.output) + "\n")
 
-    def __init__(self, recording: Any, settings: Settings):
-        self.recording = recording
-        self.settings = settings
-        self.state = "running"  # then "stopping", "stopped"
-        self.pending_signal = 0
-
-    def finish(self) -> None:
-        if self.state != "running":
-            return
-        self.state = "stopping"
-        from ..agent.signals import die, hold
-
-        release_signals = hold()  # a second Ctrl-C must not cut the file short: it waits
-        try:
-            self.recording.stop()
-            if not self.settings.quiet and not self.recording.export_failed:
-                sys.stderr.write(self.recording.summary(self.settings.output) + "\n")
-        finally:
-            self.state = "stopped"
-        if self.pending_signal:
-            die(self.pending_signal)
-        release_signals()
-
-    def on_signal(self, signum: int) -> bool:
-        if self.state == "stopping":  # it interrupted the export: die once the file is written
-            self.pending_signal = signum
-            return False
-        self.finish()
-        return True
+    return stop
 
 
-def _on_signals(ending: _Ending) -> Callable[[], None]:
+def _on_signals(ending: ExportOnce) -> Callable[[], None]:
     """Export at SIGTERM/SIGHUP (where their default action would kill the process unwritten);
     returns what undoes it. Signals are handled by the main thread only."""
     import threading
