@@ -714,3 +714,20 @@ def test_uvicorn_process_under_the_agent(launcher: str, server: Any, tmp_path: P
     outer = by_path["/outgoing"]
     assert outer["startedDateTime"] <= upstream[0]["startedDateTime"]
 
+
+
+def test_a_head_response_has_no_body_whatever_the_application_sent(record: Any) -> None:
+    """An application may answer HEAD as it answers GET; the server sends no body for it (a
+    HEAD response has none), so the entry has none either."""
+    with record() as rec, uvicorn_server(HarlemMiddleware(bare_app)) as url:
+        with httpx.Client() as client:
+            head = client.head(url + "/thing")
+            get = client.get(url + "/thing")
+    assert head.status_code == get.status_code == 201
+    assert head.content == b"" and get.content == b"got:"
+    head_entry, get_entry = rec.entries  # (checked)
+    assert head_entry["request"]["method"] == "HEAD"
+    content = head_entry["response"]["content"]
+    assert content["size"] == 0 and not content.get("text")
+    assert head_entry["response"]["bodySize"] == 0
+    assert body_bytes(get_entry["response"]["content"]) == b"got:"

@@ -347,7 +347,8 @@ class _Served:
             ex.reason = _reason(ex.status)
             ex.response_headers = [(_text(n), _text(v)) for n, v in message.get("headers", ())]
             self.decoder = _decoder(ex.response_headers)
-        elif kind == "http.response.body":
+        elif kind == "http.response.body" and ex.method != "HEAD":
+            # (the server drops what an application sends in answer to HEAD: no body went out)
             body = message.get("body") or b""
             self.wire_size += len(body)
             if self.intact:
