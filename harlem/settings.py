@@ -268,8 +268,8 @@ _BY_NAME: "Dict[str, Option]" = {option.name: option for option in OPTIONS}
 class Settings:
     """Validated, immutable settings: one attribute per option in :data:`OPTIONS`.
 
-    Build with :meth:`from_kwargs`, :meth:`from_env` or :meth:`from_args`; ``Settings()`` is
-    every default. Hashable, so the entry builder can cache what it derives from them.
+    Build with ``Settings(**keywords)`` (the same as :meth:`from_kwargs`), :meth:`from_env` or
+    :meth:`from_args`; ``Settings()`` is every default. Hashable, so the entry builder can cache what it derives from them.
     """
 
     # _hash: computed once, since the builder looks settings up in dicts for every entry.
@@ -293,13 +293,29 @@ class Settings:
         quiet: bool
         join_timeout: float
 
-    def __init__(self, **values: Any):
-        """Trusted construction from already parsed values; users call the ``from_*`` methods."""
+    def __init__(self, **keywords: Any):
+        """Every default; keywords change them, parsed and checked as :meth:`from_kwargs`
+        does (``Settings(indent="x")`` raises :class:`SettingsError`, as ``record_to_file``
+        would)."""
+        self._fill(Settings.from_kwargs(**keywords)._values_by_name() if keywords else {})
+
+    @classmethod
+    def _parsed(cls, values: Dict[str, Any]) -> "Settings":
+        """From values already parsed and checked (the ``from_*`` methods, unpickling)."""
+        settings = object.__new__(cls)
+        settings._fill(values)
+        return settings
+
+    def _fill(self, values: Dict[str, Any]) -> None:
+        values = dict(values)
         for option in OPTIONS:
             object.__setattr__(self, option.name, values.pop(option.name, option.default))
         if values:
             raise TypeError(f"unexpected keyword argument {next(iter(values))!r}")
         object.__setattr__(self, "_hash", hash(self._values()))
+
+    def _values_by_name(self) -> Dict[str, Any]:
+        return {option.name: getattr(self, option.name) for option in OPTIONS}
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Settings are immutable: use .replace(...)")
@@ -378,11 +394,11 @@ class Settings:
             raise SettingsError(spell(option), f"{values['retention_seconds']:g}",
                                 f"needs live recording: add {spell(_BY_NAME['live'])} or "
                                 f"{spell(_BY_NAME['interval_seconds'])}")
-        return cls(**values)
+        return cls._parsed(values)
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with keyword changes, validated like :meth:`from_kwargs`."""
-        merged = {option.name: getattr(self, option.name) for option in OPTIONS}
+        merged = self._values_by_name()
         for key, value in changes.items():
             option = _BY_NAME.get(key)
             if option is None:
@@ -463,4 +479,4 @@ def options_table() -> List[Tuple[str, str, str, str]]:
 
 def _rebuild(items: Tuple[Tuple[str, Any], ...]) -> Settings:
     """Unpickle :class:`Settings` (see ``Settings.__reduce__``)."""
-    return Settings(**dict(items))
+    return Settings._parsed(dict(items))

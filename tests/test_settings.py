@@ -118,3 +118,14 @@ def test_variables_and_flags_are_checked_together():
         Settings.from_args(parser.parse_args([]), environ)
     assert str(error.value).startswith("HARLEM_RETENTION_SECONDS: invalid value '60'")
     assert "--live" in str(error.value)
+
+
+def test_settings_built_directly_are_checked_like_keywords() -> None:
+    """``Settings(...)`` is public: a bad value must not slip past the one parser."""
+    assert Settings(indent=2, live=True) == Settings.from_kwargs(indent=2, live=True)
+    with pytest.raises(SettingsError, match="indent="):
+        Settings(indent="x")
+    with pytest.raises(SettingsError, match="retention_seconds="):
+        Settings(retention_seconds=5)  # needs live recording
+    with pytest.raises(TypeError, match="nope"):
+        Settings(nope=1)
