@@ -567,6 +567,55 @@ def test_a_raw_read_of_exactly_the_rest_completes_the_body(server: Any, record: 
     assert base64.b64decode(content["text"]) == data and "comment" not in entry["response"]
 
 
+def test_a_body_read_through_read1_is_recorded(server: Any, record: Any) -> None:
+    """``io.TextIOWrapper(response.raw)`` (and ``csv`` over it) reads through urllib3's
+    ``read1``, which never calls ``read``."""
+    if not hasattr(urllib3.response.HTTPResponse, "read1"):
+        pytest.skip("urllib3 1.x has no read1")
+    with record() as rec:
+        response = requests.get(server.url + "/text", stream=True)
+        text = io.TextIOWrapper(response.raw, encoding="utf-8").read()
+        binary = requests.get(server.url + "/binary?size=3000", stream=True)
+        parts = []
+        while True:
+            part = binary.raw.read1(500)
+            if not part:
+                break
+            parts.append(part)
+    assert text == TEXT_BODY and b"".join(parts) == deterministic_bytes(3000)
+    first, second = rec.entries
+    assert first["response"]["content"]["text"] == TEXT_BODY
+    assert first["response"]["content"]["size"] == len(TEXT_BODY.encode("utf-8"))
+    assert base64.b64decode(second["response"]["content"]["text"]) == b"".join(parts)
+    assert second["response"]["bodySize"] == 3000 and "comment" not in second["response"]
+
+
+@pytest.mark.parametrize("read", ["stream", "read_chunked"])
+def test_encoded_bytes_streamed_by_the_program_leave_the_size_unknown(server: Any, record: Any,
+                                                                     read: str) -> None:
+    path = "/gzip" if read == "stream" else "/gzip-chunked"
+    with record() as rec:
+        with requests.get(server.url + path, stream=True) as response:
+            data = b"".join(getattr(response.raw, read)(decode_content=False))
+    assert gzip.decompress(data).decode() == COMPRESSIBLE_TEXT
+    content = rec.only_entry()["response"]["content"]
+    assert content["size"] == -1 and "text" not in content
+
+
+@pytest.mark.parametrize("method, path", [("HEAD", "/json"), ("GET", "/status/304"),
+                                          ("GET", "/empty")])
+def test_a_response_without_a_body_is_complete_read_or_not(server: Any, record: Any,
+                                                           method: str, path: str) -> None:
+    """HEAD, 204 and 304 responses have no body: nothing to read, so nothing "unread"."""
+    with record() as rec:
+        with requests.request(method, server.url + path, stream=True) as response:
+            status = response.status_code
+    entry = rec.only_entry()
+    assert entry["response"]["status"] == status
+    assert entry["response"]["content"]["size"] == 0 and entry["response"]["bodySize"] == 0
+    assert "comment" not in entry["response"]
+
+
 def test_a_body_read_with_read_chunked_is_recorded(server: Any, record: Any) -> None:
     with record() as rec:
         with requests.get(server.url + "/stream?chunks=3&size=7", stream=True) as response:

@@ -96,6 +96,8 @@ class RequestsHarRecorder(HarRecorder):
         ]
         if hasattr(response, "drain_conn"):  # urllib3 >= 1.26
             patches.append((response, "drain_conn", _drain_conn))
+        if "read1" in vars(response):  # urllib3 >= 2 (io.TextIOWrapper reads through it)
+            patches.append((response, "read1", _read1))
         cls._wrap_all(patches)
 
 
@@ -224,8 +226,18 @@ def _received(exchange: Exchange, response: Any) -> bool:
         _note_head(exchange, response.status_code, response.reason, raw)
     if not hasattr(raw, "stream"):
         return False  # not a urllib3 response: the body cannot be followed
+    if exchange.method == "HEAD" or exchange.status in _BODILESS \
+            or getattr(raw, "length_remaining", None) == 0:
+        # No body by definition (or Content-Length: 0): complete now, read or not.
+        exchange.body_complete = True
+        exchange.response_wire_size = 0
+        return False
     _bodies[raw] = _Body(exchange)
     return True
+
+
+#: Statuses whose responses never have a body (RFC 9110: 1xx, 204, 304).
+_BODILESS = frozenset((100, 101, 102, 103, 204, 304))
 
 
 def _note_head(exchange: Exchange, status: Any, reason: Any, raw: Any) -> None:
@@ -488,6 +500,7 @@ def _stream(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
     body = _body_of(instance)
     if body is None or body.in_stream:  # (read_chunked, when stream itself calls it)
         return wrapped(*args, **kwargs)
+    _note_decoding(instance, body, args, kwargs)
     return _tee(wrapped(*args, **kwargs), instance, body)
 
 
@@ -534,27 +547,52 @@ def _read(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
     body = _body_of(instance)
     if body is None or body.in_stream:
         return wrapped(*args, **kwargs)
+    return _read_directly(wrapped, instance, body, args, kwargs, some=False)
+
+
+def _read1(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    body = _body_of(instance)
+    if body is None or body.in_stream:
+        return wrapped(*args, **kwargs)
+    return _read_directly(wrapped, instance, body, args, kwargs, some=True)
+
+
+def _read_directly(wrapped: Any, raw: Any, body: _Body, args: tuple, kwargs: dict,
+                   some: bool) -> bytes:
+    """``raw.read(amt, decode_content)`` (or ``read1``, ``some``) called by the program itself."""
     try:
         data = wrapped(*args, **kwargs)
     except BaseException as exc:
-        _end(instance, body, error=exc)
+        _end(raw, body, error=exc)
         raise
-    _direct_read(instance, body, args, kwargs, data)
+    _direct_read(raw, body, args, kwargs, data, some)
     return data
 
 
 @_quietly
-def _direct_read(raw: Any, body: _Body, args: tuple, kwargs: dict, data: bytes) -> None:
-    """Account for ``raw.read(amt, decode_content)`` called by the program itself."""
+def _direct_read(raw: Any, body: _Body, args: tuple, kwargs: dict, data: bytes,
+                 some: bool) -> None:
+    """Keep what a direct read returned; end the body once it is all read. Without a size,
+    ``read`` returns the whole rest and ``read1`` some of it; empty is the end for both."""
     amt = args[0] if args else kwargs.get("amt")
+    _note_decoding(raw, body, args, kwargs)
+    _keep(body, data)
+    unbounded = amt is None or amt < 0
+    if (unbounded and not some) or (not data and (unbounded or amt > 0)) \
+            or _all_read(raw, body):
+        _end(raw, body, complete=True)
+
+
+@_quietly
+def _note_decoding(raw: Any, body: _Body, args: tuple, kwargs: dict) -> None:
+    """``decode_content=False`` (the second argument of ``read``, ``read1``, ``stream`` and
+    ``read_chunked``) on a compressed body: the program gets, and harlem sees, encoded bytes,
+    so the decoded body is unknown."""
     decode = args[1] if len(args) > 1 else kwargs.get("decode_content")
     if decode is None:
         decode = raw.decode_content
     if not decode and _content_encoded(raw):
         body.undecoded = True
-    _keep(body, data)
-    if amt is None or amt < 0 or (amt > 0 and not data) or _all_read(raw, body):
-        _end(raw, body, complete=True)
 
 
 def _all_read(raw: Any, body: _Body) -> bool:
