@@ -80,6 +80,22 @@ def test_file_exporter_holds_no_entries_after_writing_them(tmp_path):
     exporter.stop()
 
 
+def test_a_finished_recording_leaves_no_file_open(tmp_path):
+    """The spool lives as long as its exporter (which may start again), then closes: an
+    unclosed file is a ResourceWarning, an error under ``-W error`` or pytest's
+    ``filterwarnings = error``."""
+    import warnings
+
+    from harlem import record_to_file
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with record_to_file(tmp_path / "out.har"):
+            pass
+        gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+
+
 def test_restarting_a_file_exporter_continues_the_recording(tmp_path):
     path = tmp_path / "out.har"
     exporter = FileHarExporter(path)

@@ -59,6 +59,15 @@ class _Spool:
     def close(self) -> None:
         self._file.close()
 
+    def __del__(self) -> None:
+        # Kept open from stop to stop (an exporter started again continues its recording), so
+        # closed when its exporter goes: an unclosed file is a ResourceWarning in the
+        # program's output, an error under ``-W error``.
+        try:
+            self.close()
+        except Exception:
+            pass
+
 
 def flush_spools() -> None:
     """Write every spool's buffered entries to its file (before a fork: see :class:`_Spool`).
