@@ -513,6 +513,26 @@ def test_http2(record: Any, tmp_path: Path) -> None:
 # --- the library's own interfaces stay as they were -----------------------------------------------
 
 
+def test_one_request_sent_twice_at_once_gets_its_own_extensions_back(record: Any,
+                                                                     server: Any) -> None:
+    async def twice() -> Any:
+        async with httpx.AsyncClient() as client:
+            request = client.build_request("GET", server.url + "/stream?chunks=3&delay=0.02")
+            given = request.extensions
+
+            async def send(delay: float) -> int:
+                await asyncio.sleep(delay)
+                return (await client.send(request)).status_code
+
+            assert await asyncio.gather(send(0), send(0.005)) == [200, 200]
+            return request.extensions, given
+
+    with record() as rec:
+        after, given = asyncio.run(twice())
+    assert after is given and "trace" not in after
+    assert len(rec.entries) == 2
+
+
 def test_trace_callback_of_the_program_still_gets_every_event(record: Any, server: Any) -> None:
     def events_of(extensions: Dict[str, Any]) -> List[str]:
         seen: List[str] = []

@@ -316,7 +316,11 @@ class _Hop:
                 request.stream = tap(stream, self, True)
         extensions = self.extensions = request.extensions
         user = extensions.get("trace")
-        if isinstance(user, _Tracer):  # the same request sent again while a hop runs
+        if isinstance(user, _Tracer):
+            # The same request sent again while a hop runs: what the program had is what that
+            # hop keeps to give back, whichever of the two ends first.
+            if user.hop.extensions is not None:
+                self.extensions = user.hop.extensions
             user = user.user
         request.extensions = {**extensions, "trace": _Tracer(self, user, is_async)}
 
