@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import gc
 import gzip
 import inspect
 import json
 import socket
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Tuple
@@ -452,16 +454,27 @@ def test_async_stream_and_failures(record: Any, server: Any) -> None:
     assert isinstance(error, httpx.ConnectError)
 
 
-def test_unawaited_coroutine_warning_names_httpx(record: Any, server: Any) -> None:
+def test_an_unawaited_coroutine_warns_as_without_harlem(record: Any, server: Any) -> None:
+    """Never awaited: one warning, naming httpx's method; closed before it ran: none; wrong
+    arguments: raised at the call."""
+
+    def runtime_warnings(make: Callable[[], Any]) -> List[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            make()
+            gc.collect()
+        return [str(w.message) for w in caught if w.category is RuntimeWarning]
+
     with record():
-        coroutine = httpx.AsyncClient().get(server.url + "/json")
+        client = httpx.AsyncClient()
+        coroutine = client.get(server.url + "/json")
         assert coroutine.__qualname__ == "AsyncClient.get"
-        # Known difference: httpx's own coroutine exists from the call on (so that bad arguments
-        # raise where they did), so closing the never-started one still warns, naming httpx.
-        # Python 3.12 and later warn only when harlem's wrapper, which holds it, is freed.
-        with pytest.warns(RuntimeWarning, match="'AsyncClient.get' was never awaited"):
-            coroutine.close()
-            del coroutine
+        del coroutine
+        assert runtime_warnings(lambda: client.get(server.url + "/json")) == [
+            "coroutine 'AsyncClient.get' was never awaited"]
+        assert runtime_warnings(lambda: client.get(server.url + "/json").close()) == []
+        with pytest.raises(TypeError):
+            client.get()  # type: ignore[call-arg]
 
 
 # --- HTTP/2 -------------------------------------------------------------------------------------

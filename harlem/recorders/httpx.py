@@ -552,9 +552,13 @@ def _async_call(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
     frames = _caller_frames()
     if frames is None:
         return coroutine
-    outer = _with_caller((instance, frames), coroutine)
-    # Unawaited, it warns under the name of httpx's method, as without harlem.
-    outer.__qualname__ = coroutine.__qualname__  # type: ignore[attr-defined]
+    # httpx's coroutine is made again when the program awaits this one: one that is never
+    # awaited then warns once, under the name of httpx's method, as without harlem. (Made here
+    # first all the same, so that wrong arguments raise where the program called.)
+    name = coroutine.__qualname__
+    coroutine.close()  # never started: nothing ran, nothing warns
+    outer = _with_caller((instance, frames), wrapped, args, kwargs)
+    outer.__qualname__ = name  # type: ignore[attr-defined]
     return outer
 
 
@@ -563,10 +567,11 @@ def _caller_frames() -> tuple:
     return capture_frames(3)
 
 
-async def _with_caller(caller: Tuple[Any, tuple], coroutine: Any) -> Any:
+async def _with_caller(caller: Tuple[Any, tuple], wrapped: Any, args: tuple,
+                       kwargs: dict) -> Any:
     token = _caller.set(caller)
     try:
-        return await coroutine
+        return await wrapped(*args, **kwargs)
     finally:
         try:
             _caller.reset(token)
