@@ -596,6 +596,15 @@ def test_partial_exchange() -> None:
     assert summed(entry["timings"]) == pytest.approx(entry["time"])
 
 
+def test_an_answer_whole_before_its_exchange_ended_is_not_partial() -> None:
+    """An ASGI application still running after the 5xx it sent in full when the recording
+    stopped: the client got the whole answer, so the entry has it whole."""
+    ex = make_exchange(status=503, reason="Service Unavailable")
+    assert ex.body_complete and ex.t_end is not None
+    response = build(ex, partial=True)["response"]
+    assert response["content"]["size"] == len(b'{"ok": true}') and "comment" not in response
+
+
 def test_a_request_still_waiting_for_its_answer() -> None:
     """In flight when the recording stopped, no response yet: status 0 needs an ``_error``,
     and the time so far is waiting, not receiving a body that never began."""

@@ -65,6 +65,9 @@ _RESPONSE_WANTED = frozenset({"set-cookie", "content-type", "content-encoding", 
 def build_entry(ex: Exchange, settings: Settings, partial: bool = False) -> Dict[str, Any]:
     """The HAR entry of ``ex`` as ``settings`` shape it (see the module conventions)."""
     rules = rules_for(settings)
+    # A response sent or received whole, whose exchange only waited for its end when the
+    # recording stopped (an ASGI application still running after the 5xx it sent), is whole.
+    partial = partial and not (ex.body_complete and ex.t_end is not None)
     total, timings = har_timings(ex)
     version = clean_str(ex.http_version) if ex.http_version else DEFAULT_HTTP_VERSION
     response, mime = _response(ex, settings, rules, version, partial)
