@@ -444,18 +444,77 @@ def test_incoming_credentials_are_redacted(record: Any) -> None:
     assert "s3cret" not in json.dumps(entry)
 
 
-def test_large_request_body_past_the_limit_is_sized_by_content_length(record: Any) -> None:
+def test_a_request_body_past_the_limit_keeps_its_first_bytes_and_its_size(record: Any) -> None:
+    """As for every recorder: the first ``max_body_size`` bytes, ``_truncated``, and the true
+    size, with a Content-Length or without (chunked)."""
     app = make_fastapi_app()
     payload = b"z" * 5000
+
+    async def pieces() -> Any:
+        for start in range(0, len(payload), 700):
+            yield payload[start:start + 700]
 
     async def call() -> None:
         async with asgi_client(app) as client:
             assert (await client.post("/echo", content=payload)).content == payload
+            assert (await client.post("/echo", content=pieces())).content == payload
 
     with record(max_body_size=1000) as rec:
         run(call())
-    request = rec.only_entry()["request"]
-    assert request["bodySize"] == 5000 and "postData" not in request
+    for entry in rec.entries:
+        request = entry["request"]
+        assert request["bodySize"] == 5000
+        assert request["postData"]["_truncated"] is True
+        assert base64.b64decode(request["postData"]["text"]) == payload[:1000] \
+            or request["postData"]["text"] == payload[:1000].decode()
+
+
+def test_an_app_called_in_process_from_a_handler_is_recorded_too(record: Any) -> None:
+    """A gateway whose handler calls another application in process (httpx.ASGITransport):
+    two requests, two entries; a mounted app serving the same request stays one."""
+    backend = make_fastapi_app()
+    gateway = make_fastapi_app()
+
+    @gateway.get("/via")
+    async def via() -> Any:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=backend),
+                                     base_url="http://backend") as client:
+            return (await client.get("/items/3")).json()
+
+    gateway.mount("/mounted", make_fastapi_app())
+
+    async def call() -> Any:
+        async with asgi_client(gateway) as client:
+            via_answer = (await client.get("/via")).json()
+            mounted = (await client.get("/mounted/items/4")).json()
+            return via_answer, mounted
+
+    with record() as rec:
+        assert run(call()) == ({"item": 3, "q": ""}, {"item": 4, "q": ""})
+    incoming = [e["request"]["url"] for e in rec.entries if e["_direction"] == "incoming"]
+    assert sorted(incoming) == ["http://backend/items/3", "http://testserver/mounted/items/4",
+                                "http://testserver/via"]
+
+
+@pytest.mark.parametrize("path, url", [("/docs", "http://h/api/docs"),
+                                       ("/api/docs", "http://h/api/docs"),
+                                       ("/apidocs", "http://h/api/apidocs"),
+                                       ("/api", "http://h/api")])
+def test_the_root_path_prefixes_paths_that_do_not_begin_with_it_as_a_segment(path: str,
+                                                                             url: str) -> None:
+    from harlem.recorders.asgi import _url
+
+    scope = {"type": "http", "scheme": "http", "path": path, "root_path": "/api",
+             "headers": [(b"host", b"h")]}
+    assert _url(scope) == url
+
+
+def test_a_request_naming_no_host_on_a_unix_socket_still_has_a_valid_url() -> None:
+    from harlem.recorders.asgi import _url
+
+    scope = {"type": "http", "scheme": "http", "path": "/x", "headers": [],
+             "server": ("/tmp/app.sock", None)}
+    assert _url(scope) == "http://localhost/x"
 
 
 # --- over the network: uvicorn and hypercorn in a thread -----------------------------------

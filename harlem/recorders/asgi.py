@@ -149,7 +149,7 @@ _serving: "contextvars.ContextVar[Optional[_Served]]" = contextvars.ContextVar(
 
 async def _serve(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
     current = _serving.get()
-    if scope.get("type") != "http" or (current is not None and not current.answered) \
+    if scope.get("type") != "http" or (current is not None and _nested(current, scope)) \
             or not pipeline.is_recording(LIBRARY):
         return await app(scope, receive, send)
     served = _begin(scope, receive, send)
@@ -164,6 +164,18 @@ async def _serve(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
     finally:
         _serving.reset(token)
     served.returned(None)
+
+
+def _nested(current: "_Served", scope: Scope) -> bool:
+    """Whether ``scope`` is the request ``current`` serves, passing through another recorded
+    application (a mounted app, an explicit middleware): frameworks hand the same scope on,
+    or a copy that keeps its headers. Another request (an application this one calls in
+    process, the connection's next request) has its own."""
+    if current.answered:
+        return False
+    mine = current.scope
+    headers = scope.get("headers")
+    return scope is mine or (headers is not None and headers is mine.get("headers"))
 
 
 # --- guarding harlem's own work -------------------------------------------------------------
@@ -195,7 +207,7 @@ def _begin(scope: Scope, receive: Receive, send: Send) -> Optional["_Served"]:
     client = scope.get("client")
     if client and client[1] is not None:
         ex.local_port = int(client[1])
-    return _Served(ex, receive, send)
+    return _Served(ex, scope, receive, send)
 
 
 def _url(scope: Scope) -> str:
@@ -213,6 +225,8 @@ def _url(scope: Scope) -> str:
             address, port = str(server[0]), int(server[1])
             address = f"[{address}]" if ":" in address else address
             host = address if _DEFAULT_PORTS.get(scheme) == port else f"{address}:{port}"
+        else:  # a Unix socket, and an HTTP/1.0 client that named no host
+            host = "localhost"
     # Some servers and test clients (httpx < 0.26, Starlette < 0.42) leave the query in raw_path.
     raw_path = (scope.get("raw_path") or b"").split(b"?", 1)[0]
     query = scope.get("query_string") or b""
@@ -224,7 +238,9 @@ def _url(scope: Scope) -> str:
     path = _quote(raw_path, _ENCODED_SAFE) if raw_path \
         else _quote(str(scope.get("path") or "/"), _DECODED_SAFE)
     root = str(scope.get("root_path") or "")
-    if root and not path.startswith(root):  # servers differ on whether path includes it
+    # Servers differ on whether the path includes the root path: it does when it begins with
+    # it as whole segments ("/api/docs", not "/apidocs").
+    if root and path != root and not path.startswith(root.rstrip("/") + "/"):
         path = root + path
     return f"{scheme}://{host}{path}{query_part}"
 
@@ -273,14 +289,18 @@ def _text(raw: Any) -> str:
 class _Served:
     """One request's exchange while the application serves it, and its ASGI channels."""
 
-    __slots__ = ("ex", "server_receive", "server_send", "upload", "upload_size", "read_all",
-                 "decoder", "intact", "wire_size", "body_done", "answered")
+    __slots__ = ("ex", "scope", "server_receive", "server_send", "upload", "upload_size",
+                 "read_all", "decoder", "intact", "wire_size", "body_done", "answered")
 
-    def __init__(self, ex: Exchange, receive: Receive, send: Send):
+    def __init__(self, ex: Exchange, scope: Scope, receive: Receive, send: Send):
         self.ex = ex
+        #: The request's scope, to tell an application nested in this one (the same request,
+        #: the same scope or at least its headers) from another request served meanwhile.
+        self.scope = scope
         self.server_receive = receive
         self.server_send = send
-        #: Request body bytes the application received (None once past ``body_limit``).
+        #: Request body bytes the application received, up to ``body_limit`` (None once
+        #: exported).
         self.upload: Optional[List[bytes]] = []
         self.upload_size = 0
         self.read_all = False
@@ -320,13 +340,12 @@ class _Served:
         if message.get("type") != "http.request" or self.ex.finished:
             return
         body = message.get("body") or b""
-        self.upload_size += len(body)
         limit = self.ex.body_limit
         if self.upload is not None and body:
-            if limit is not None and self.upload_size > limit:
-                self.upload = None  # bodySize then falls back on Content-Length
-            else:
-                self.upload.append(bytes(body))
+            room = len(body) if limit is None else limit - self.upload_size
+            if room > 0:  # past the limit, only the size is counted
+                self.upload.append(bytes(body[:room]))
+        self.upload_size += len(body)
         if message.get("more_body", False):
             return
         self.read_all = True
@@ -416,6 +435,7 @@ class _Served:
         # Only a body the application read to its end; else its Content-Length tells its size.
         if self.upload is not None and self.read_all:
             ex.request_body = b"".join(self.upload)
+            ex.request_size = self.upload_size  # all of it, kept or not
         self.upload = None
         pipeline.finish(ex)
 
