@@ -11,6 +11,7 @@ fresh interpreter); ``re`` is imported only to check a value that needs it.
 from __future__ import annotations
 
 import os
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,7 +46,7 @@ class SettingsError(ValueError):
 # --- parsers: text (from a flag or variable) or a Python value (from a keyword) -> value ----
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}  # (an empty variable counts as unset: _env_values)
 
 
 def _bool(value: Any) -> bool:
@@ -91,24 +92,34 @@ def _seconds(value: Any) -> float:
     return number
 
 
+#: The largest size an option takes: what a length can be in CPython (no body is longer).
+MAX_SIZE = sys.maxsize
+
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
                "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
 
 
 def _size(value: Any) -> int:
-    expected = "expected a size in bytes >= 0, such as 1048576, 512KiB or 10MiB"
-    if isinstance(value, bool):
-        raise ValueError(expected)
+    expected = (f"expected a whole size in bytes from 0 to {MAX_SIZE}, such as 1048576, "
+                "512KiB or 10MiB")
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(expected)  # (1.5 bytes is no size: written "1.5KiB", it is one)
     if isinstance(value, int):
-        if value < 0:
-            raise ValueError(expected)
-        return value
-    import re
+        size = value
+    else:
+        import re
+        from decimal import Decimal
 
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
-    if not match or match.group(2).lower() not in _SIZE_UNITS:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
+        if not match or match.group(2).lower() not in _SIZE_UNITS:
+            raise ValueError(expected)
+        unit = _SIZE_UNITS[match.group(2).lower()]
+        if unit == 1 and "." in match.group(1):
+            raise ValueError(expected)
+        size = int(Decimal(match.group(1)) * unit)  # (exact however long, unlike a float)
+    if not 0 <= size <= MAX_SIZE:
         raise ValueError(expected)
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    return size
 
 
 def _choice(*choices: str) -> Callable[[Any], Optional[str]]:

@@ -50,6 +50,9 @@ def test_three_surfaces_agree(kwargs, argv, env):
         # past what timers and JSON writers hold: refused, not an overflow at exit
         ("indent", "99999999999999999999"), ("indent", "65"), ("join_timeout", "1e10"),
         ("interval_seconds", "1e400"), ("retention_seconds", "nan"),
+        ("max_body_size", "9" * 400), ("max_body_size", "1.5"),
+        # a blank switch is no answer: refused (an empty variable is unset), never "off"
+        ("redact", " "), ("bodies", " "),
     ],
 )
 def test_bad_values_name_the_option_and_value_on_each_surface(name, bad):
@@ -129,3 +132,17 @@ def test_settings_built_directly_are_checked_like_keywords() -> None:
         Settings(retention_seconds=5)  # needs live recording
     with pytest.raises(TypeError, match="nope"):
         Settings(nope=1)
+
+
+def test_a_blank_keyword_does_not_turn_redaction_off() -> None:
+    with pytest.raises(SettingsError, match="redact="):
+        Settings.from_kwargs(redact="")
+    assert Settings.from_env({"HARLEM_REDACT": ""}).redact is True  # empty: unset
+
+
+def test_sizes_with_a_unit_may_have_a_fraction_and_are_exact() -> None:
+    assert Settings.from_kwargs(max_body_size="1.5KiB").max_body_size == 1536
+    assert Settings.from_kwargs(max_body_size="1.1MiB").max_body_size == 1153433
+    assert Settings.from_kwargs(max_body_size=" 10 MiB ").max_body_size == 10 * 1024 * 1024
+    with pytest.raises(SettingsError):
+        Settings.from_kwargs(max_body_size=1.5)
