@@ -135,8 +135,8 @@ class Recording:
         except Exception as exc:  # a full disk or a vanished folder must not break the program
             from ._warn import warn_once
 
-            target = getattr(self.exporter, "path", None) or type(self.exporter).__name__
-            warn_once("export", f"could not export the HAR recording to {target}", exc)
+            warn_once("export", f"could not export the HAR recording to "
+                                f"{_target(self.exporter)}", exc)
             self.export_failed = True
 
     def __enter__(self) -> "Recording":
@@ -178,3 +178,11 @@ def file_exporter(settings: Settings) -> HarExporter:
 
         exporter = FileHarExporter(settings.output, indent=settings.indent)
     return in_background(exporter, settings)
+
+
+def _target(exporter: Any) -> str:
+    """Where ``exporter`` writes: a file's path, through background wrappers, else its class."""
+    inner = exporter
+    while getattr(inner, "path", None) is None and getattr(inner, "exporter", None) is not None:
+        inner = inner.exporter
+    return getattr(inner, "path", None) or type(exporter).__name__

@@ -445,3 +445,26 @@ def test_to_har_model_keeps_a_page_id_once():
     har = to_har_model([DEFAULT_PAGE, second], [make_entry(0), make_entry(1)])
     assert [(page.id, page.title) for page in har.log.pages] == [("page_0", DEFAULT_PAGE["title"])]
     assert len(har.log.entries) == 2
+
+
+@pytest.mark.parametrize("background", ["thread", "process"])
+def test_a_background_export_that_cannot_write_says_so_once_and_lets_the_program_go(
+        tmp_path, background, capfd, monkeypatch):
+    """The output folder vanished during the recording: as without a background, one warning
+    naming the file, ``export_failed``, and the program goes on (the thread used to wait for
+    a stop that had failed, until its join timeout)."""
+    import shutil
+
+    import harlem._warn
+    from harlem import record_to_file
+
+    monkeypatch.setattr(harlem._warn, "_seen", set())  # the warning is once per process
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    with record_to_file(folder / "out.har", in_background=background, join_timeout=300) as rec:
+        shutil.rmtree(folder)
+    assert rec.export_failed
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("harlem:")]
+    assert f"could not export the HAR recording to {folder / 'out.har'}" in lines[-1], err
+    assert "Traceback" not in err

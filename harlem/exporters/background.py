@@ -111,6 +111,9 @@ class BackgroundThreadHarExporter(_Wrapper):
         self.join_timeout = join_timeout
         self._queue: "queue.Queue[Tuple[str, Any]]" = queue.Queue(self.MAX_QUEUED)
         self._thread: Optional[threading.Thread] = None
+        #: What the wrapped exporter's ``stop`` raised in the thread: raised again by
+        #: :meth:`on_stop`, so that the recording knows its file was not written.
+        self._stop_error: Optional[BaseException] = None
 
     def on_start(self) -> None:
         self.check_ready()
@@ -139,10 +142,13 @@ class BackgroundThreadHarExporter(_Wrapper):
             warn_once("thread-start", f"{type(self.exporter).__name__} could not start", exc)
         while True:
             method, argument = self._queue.get()
-            try:
-                if method == "stop":
+            if method == "stop":
+                try:
                     self.exporter.stop()
-                    return
+                except Exception as exc:
+                    self._stop_error = exc
+                return
+            try:
                 getattr(self.exporter, method)(argument)
             except Exception as exc:
                 warn_once(f"thread-{method}", f"{type(self.exporter).__name__}.{method} failed", exc)
@@ -163,6 +169,13 @@ class BackgroundThreadHarExporter(_Wrapper):
             if self._thread.is_alive():
                 warn_once("thread-join", f"the export thread did not finish in {self.join_timeout} s")
             self._thread = None
+        error, self._stop_error = self._stop_error, None
+        if error is not None:
+            raise error
+
+
+#: The export process's exit status when its exporter could not write at the end.
+STOP_FAILED = 3
 
 
 # Frames on the pipe to the child: 1 tag byte + 4-byte big-endian length + payload.
@@ -231,6 +244,8 @@ class BackgroundProcessHarExporter(_Wrapper):
         except subprocess.TimeoutExpired:
             warn_once("process-join", f"the export process did not finish in {self.join_timeout} s")
         else:
+            if status == STOP_FAILED:  # it said why (one warning): the file was not written
+                raise RuntimeError("the background export process could not write its output")
             if status != 0 and not self._lost:  # it said why on stderr (a traceback)
                 warn_once("process-failed", f"the background export process failed (exit "
                                             f"status {status}): entries may be lost")

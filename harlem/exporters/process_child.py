@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pickle
 import sys
+from typing import Any
 
 import orjson
 
 from .._warn import warn_once
-from .background import _HEADER
+from .background import _HEADER, STOP_FAILED
 
 _CALLS = {b"P": "add_page", b"E": "add_entry"}
 
@@ -25,26 +26,45 @@ def main() -> int:
         return 0  # the parent went before sending anything
     tag, length = _HEADER.unpack(header)
     exporter = pickle.loads(stream.read(length))  # (X) a failure here is the parent's warning
-    exporter.start()
     try:
-        while True:
-            header = stream.read(_HEADER.size)
-            if len(header) < _HEADER.size:
-                break  # parent gone: finish with what we have
-            tag, length = _HEADER.unpack(header)
-            payload = stream.read(length)
-            if tag == b"S":
-                break
-            method = _CALLS.get(tag)
-            if method is None:
-                continue
-            try:
-                getattr(exporter, method)(orjson.loads(payload))
-            except Exception as exc:
-                warn_once(f"process-{method}", f"{type(exporter).__name__}.{method} failed", exc)
+        exporter.start()  # (checked in the parent first; its folder may have gone since)
+    except Exception as exc:
+        warn_once("process-start", f"{type(exporter).__name__} could not start", exc)
+        return STOP_FAILED
+    try:
+        _serve(exporter, stream)
     finally:
+        written = _stop(exporter)
+    return 0 if written else STOP_FAILED
+
+
+def _serve(exporter: Any, stream: Any) -> None:
+    """Hand the pages and entries the parent sends to ``exporter``, until it says stop."""
+    while True:
+        header = stream.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            return  # parent gone: finish with what we have
+        tag, length = _HEADER.unpack(header)
+        payload = stream.read(length)
+        if tag == b"S":
+            return
+        method = _CALLS.get(tag)
+        if method is None:
+            continue
+        try:
+            getattr(exporter, method)(orjson.loads(payload))
+        except Exception as exc:
+            warn_once(f"process-{method}", f"{type(exporter).__name__}.{method} failed", exc)
+
+
+def _stop(exporter: Any) -> bool:
+    """Stop ``exporter`` (it writes what it has); False, with one warning, if it could not."""
+    try:
         exporter.stop()
-    return 0
+    except Exception as exc:
+        warn_once("process-stop", f"{type(exporter).__name__} could not write its output", exc)
+        return False
+    return True
 
 
 if __name__ == "__main__":
