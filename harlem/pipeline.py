@@ -432,8 +432,8 @@ class _Batch:
                 try:
                     exporter.add_entries(batch)
                 except Exception as exc:
-                    warn_once(f"export-{type(exporter).__name__}",
-                              f"{type(exporter).__name__} could not export an entry", exc)
+                    name = _name_of(exporter)
+                    warn_once(f"export-{name}", f"{name} could not export an entry", exc)
         finally:
             if released:
                 with _lock:
@@ -450,8 +450,14 @@ def _deliver_page(page: dict, exporters: List["HarExporter"]) -> None:
         try:
             exporter.add_page(page)
         except Exception as exc:
-            warn_once(f"export-page-{type(exporter).__name__}",
-                      f"{type(exporter).__name__} could not export a page", exc)
+            name = _name_of(exporter)
+            warn_once(f"export-page-{name}", f"{name} could not export a page", exc)
+
+
+def _name_of(exporter: "HarExporter") -> str:
+    """The exporter a warning names: the program's own, not a shim of harlem's in front of it
+    (one that counts entries says ``name_in_warnings``)."""
+    return getattr(exporter, "name_in_warnings", None) or type(exporter).__name__
 
 
 # --- fork ----------------------------------------------------------------------------------

@@ -37,6 +37,10 @@ class _Tally(HarExporter):
     def deferrable(self) -> bool:
         return self.inner.deferrable
 
+    @property
+    def name_in_warnings(self) -> str:
+        return type(self.inner).__name__
+
     def on_start(self) -> None:
         self.inner.start()
 

@@ -282,3 +282,27 @@ def test_an_exporter_that_sends_entries_over_http_does_not_record_itself(server,
     assert shipped == [200]
     assert [e["request"]["url"] for e in check_har(model.to_dict())["log"]["entries"]] == [
         server.url + "/json?once"]
+
+
+def test_a_failing_exporter_is_named_in_its_warning_under_a_recording(server, capfd,
+                                                                      monkeypatch):
+    """One warning per exporter class, naming the program's exporter (not harlem's counting
+    shim in front of it, whose one name silenced the second class)."""
+    import harlem._warn
+    from harlem import HarExporter, Recording, Settings
+
+    class CsvExporter(HarExporter):
+        def add_entry(self, entry):
+            raise RuntimeError("csv broke")
+
+    class DbExporter(HarExporter):
+        def add_entry(self, entry):
+            raise RuntimeError("db broke")
+
+    monkeypatch.setattr(harlem._warn, "_seen", set())
+    for exporter_class in (CsvExporter, DbExporter):
+        with Recording(exporter_class(), Settings(recorders="requests")):
+            requests.get(server.url + "/json")
+    err = capfd.readouterr().err
+    assert "CsvExporter could not export an entry: RuntimeError: csv broke" in err, err
+    assert "DbExporter could not export an entry: RuntimeError: db broke" in err, err
