@@ -10,7 +10,28 @@ from ._version import __version__
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    # What type checkers see (py.typed): the names below, each from its module. At run time
+    # they load on first use (``__getattr__``); a test keeps this list and _EXPORTS the same.
     from typing import Any
+
+    from .asgi import HarlemMiddleware
+    from .exporters.background import (BackgroundProcessHarExporter,
+                                       BackgroundThreadHarExporter, ExecutorHarExporter)
+    from .exporters.base import HarExporter
+    from .exporters.composite import CompositeHarExporter
+    from .exporters.files import FileHarExporter, IoHarExporter
+    from .exporters.live import LiveFileHarExporter
+    from .exporters.logging import LoggingHarExporter
+    from .exporters.model import ModelHarExporter
+    from .pipeline import flush
+    from .record import page, record_to_file, record_to_logger, to_har_model
+    from .recorders.aiohttp import AiohttpHarRecorder
+    from .recorders.asgi import AsgiHarRecorder
+    from .recorders.base import HarRecorder
+    from .recorders.httpx import HttpxHarRecorder
+    from .recorders.requests import RequestsHarRecorder
+    from .recording import Recording
+    from .settings import Settings, SettingsError
 
 _EXPORTS = {
     "record_to_file": "harlem.record",

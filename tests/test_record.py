@@ -306,3 +306,18 @@ def test_a_failing_exporter_is_named_in_its_warning_under_a_recording(server, ca
     err = capfd.readouterr().err
     assert "CsvExporter could not export an entry: RuntimeError: csv broke" in err, err
     assert "DbExporter could not export an entry: RuntimeError: db broke" in err, err
+
+
+def test_type_checkers_see_every_public_name_where_it_comes_from():
+    """``harlem`` loads its names lazily (``__getattr__``), which type checkers read as Any:
+    its ``TYPE_CHECKING`` block imports each one from the module ``_EXPORTS`` names."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(harlem))
+    block = next(node for node in tree.body if isinstance(node, ast.If)
+                 and getattr(node.test, "id", None) == "TYPE_CHECKING")
+    seen = {alias.name: "harlem" + "." * (node.level > 0) + (node.module or "")
+            for node in block.body if isinstance(node, ast.ImportFrom) and node.level
+            for alias in node.names}
+    assert seen == harlem._EXPORTS
