@@ -947,6 +947,13 @@ def test_resource_types(mime: str, failed: bool, kind: str) -> None:
     assert resource_type(mime, failed) == kind
 
 
+def test_a_switch_to_websocket_is_a_websocket_entry_as_in_chrome() -> None:
+    ex = make_exchange(url="ws://example.com/socket", status=101, reason="Switching Protocols",
+                       response_headers=[("Upgrade", "websocket"), ("Connection", "Upgrade")],
+                       body=None)
+    assert build(ex)["_resourceType"] == "websocket"
+
+
 # --- never crash on odd input --------------------------------------------------------------
 
 

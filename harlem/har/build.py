@@ -87,7 +87,7 @@ def build_entry(ex: Exchange, settings: Settings, partial: bool = False) -> Dict
         entry["connection"] = str(ex.local_port)
     entry["_initiator"] = initiator(ex.frames)
     entry["_priority"] = "High"
-    entry["_resourceType"] = resource_type(mime, not _response_started(ex))
+    entry["_resourceType"] = resource_type(mime, not _response_started(ex), ex.status)
     entry["_pid"] = ex.pid
     entry["_direction"] = ex.direction
     return entry

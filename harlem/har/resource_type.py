@@ -2,7 +2,8 @@
 
 Viewers filter by it (Doc, CSS, JS, Img, Font, Media, Fetch/XHR). A program's requests are not
 page loads, so everything that is not an obvious document, style sheet, script, image, font or
-media file counts as ``fetch``; an exchange that failed without a response is ``other``.
+media file counts as ``fetch``; an exchange that failed without a response is ``other``, and
+a switch to WebSocket (101) is ``websocket``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,16 @@ import functools
 __all__ = ["resource_type"]
 
 
+def resource_type(mime: str, failed: bool, status: int = 0) -> str:
+    """``mime`` is the lowercased media type without parameters ("" when unknown); a 101
+    (Switching Protocols) is a WebSocket handshake, as Chrome files it."""
+    if status == 101:
+        return "websocket"
+    return _by_media_type(mime, failed)
+
+
 @functools.lru_cache(maxsize=256)
-def resource_type(mime: str, failed: bool) -> str:
-    """``mime`` is the lowercased media type without parameters ("" when unknown)."""
+def _by_media_type(mime: str, failed: bool) -> str:
     if failed:
         return "other"
     if mime in ("text/html", "application/xhtml+xml"):
