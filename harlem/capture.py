@@ -221,6 +221,7 @@ class Exchange:
         "url",
         "http_version",
         "request_headers",
+        "absolute_target",
         "request_body",
         "request_size",
         "status",
@@ -270,6 +271,9 @@ class Exchange:
         #: that it may still change (aiohttp's request headers, which a client middleware can
         #: rewrite before sending the request again) is copied instead.
         self.request_headers: Headers = ()
+        #: True when the request line named the whole URL, not only its path: the absolute
+        #: form a request to a plain-HTTP proxy goes out in (what ``headersSize`` counts).
+        self.absolute_target = False
         #: The request body as bytes, ``None`` when there was none or it could not be seen.
         self.request_body: Optional[bytes] = None
         #: The request body's true size when the recorder kept only its first bytes.

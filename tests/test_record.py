@@ -321,3 +321,50 @@ def test_type_checkers_see_every_public_name_where_it_comes_from():
             for node in block.body if isinstance(node, ast.ImportFrom) and node.level
             for alias in node.names}
     assert seen == harlem._EXPORTS
+
+
+def test_a_request_to_an_http_proxy_counts_its_whole_url_in_headers_size(tmp_path):
+    """Sent to a plain-HTTP proxy, the request line names the whole URL (absolute form):
+    ``headersSize`` counts the bytes that went out, for every library."""
+    import asyncio
+    import socket
+
+    import aiohttp
+    import httpx
+
+    heads: list = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def serve() -> None:
+        for _ in range(3):
+            connection, _ = listener.accept()
+            with connection:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += connection.recv(65536)
+                heads.append(head[:head.index(b"\r\n\r\n") + 4])
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                                   b"Connection: close\r\n\r\nok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    proxy = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    url = "http://example.invalid/x?y=1"
+
+    async def with_aiohttp() -> None:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url, proxy=proxy) as response:
+                await response.read()
+
+    with record_to_file(tmp_path / "out.har"):
+        requests.get(url, proxies={"http": proxy})
+        with httpx.Client(proxy=proxy) as client:
+            client.get(url)
+        asyncio.run(with_aiohttp())
+    thread.join(10)
+    listener.close()
+    entries = check_har(tmp_path / "out.har")["log"]["entries"]
+    assert all(head.startswith(b"GET " + url.encode() + b" HTTP/1.1\r\n") for head in heads)
+    assert [e["request"]["headersSize"] for e in entries] == [len(head) for head in heads]

@@ -200,8 +200,11 @@ def _request(ex: Exchange, settings: Settings, rules: Optional[Rules], version: 
         else len(body) if body is not None else _declared_body_size(found),
     }
     if headers:
-        sent = split if url is sent_url else urlsplit(sent_url)
-        target = (sent.path or "/") + ("?" + sent.query if sent.query else "")
+        if ex.absolute_target:  # to a plain-HTTP proxy: "GET http://host/path HTTP/1.1"
+            target = sent_url
+        else:
+            sent = split if url is sent_url else urlsplit(sent_url)
+            target = (sent.path or "/") + ("?" + sent.query if sent.query else "")
         request["headersSize"] = _byte_len(f"{method} {target} {version}") + 2 + lines_size + 2
     # With bodies off, recorders may not keep the bytes: a sent body still gets its postData
     # (empty, marked not recorded), whatever library sent it.

@@ -451,7 +451,12 @@ def _attempt(call: _Call, request: Any) -> None:
     # the URL object as it is: making its text is the builder's work
     call.hop = _begin(call, str(request.method), request.url)
     call.request = request
-    call.tls_after = ("tunnel" if request.proxy else "tcp") if request.is_ssl() else None
+    if request.is_ssl():
+        call.tls_after = "tunnel" if request.proxy else "tcp"
+    else:  # (to a proxy, plain HTTP goes out with the whole URL in the request line)
+        call.tls_after = None
+        if request.proxy and call.hop is not None:
+            call.hop.absolute_target = True
 
 
 def _on_tcp_connect(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:

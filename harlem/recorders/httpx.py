@@ -489,9 +489,21 @@ def _begin(client: Any, args: tuple, kwargs: dict, is_async: bool) -> Optional[_
     caller = _caller.get() if is_async else None
     if caller is not None and caller[0] is client:
         ex.frames = caller[1]
+    if getattr(client, "_mounts", None) and request.url.scheme == "http":
+        ex.absolute_target = _forwarded(client, request.url)
     hop = _Hop(ex, request)
     hop.start(is_async)
     return hop
+
+
+def _forwarded(client: Any, url: Any) -> bool:
+    """Whether a plain-HTTP request goes to an HTTP proxy that forwards it (httpcore's
+    ``HTTPProxy``): its request line then names the whole URL. Proxies are mounts."""
+    try:
+        pool = getattr(client._transport_for_url(url), "_pool", None)
+    except Exception:  # (a private name of httpx: at worst the request line is not counted)
+        return False
+    return type(pool).__name__ in ("HTTPProxy", "AsyncHTTPProxy")
 
 
 # --- the hooks -----------------------------------------------------------------------------

@@ -411,6 +411,9 @@ def _endheaders(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         lines = getattr(instance, "_buffer", None)
         if type(lines) is list:
             exchange.request_headers = lines[1:]
+            if lines:  # the request line: "GET /path HTTP/1.1", or the whole URL to a proxy
+                first = lines[0]
+                exchange.absolute_target = first.startswith(b"http", first.find(b" ") + 1)
         exchange.t_send_start = now()
     return wrapped(*args, **kwargs)
 
