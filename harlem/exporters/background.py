@@ -111,8 +111,8 @@ class BackgroundThreadHarExporter(_Wrapper):
         self.join_timeout = join_timeout
         self._queue: "queue.Queue[Tuple[str, Any]]" = queue.Queue(self.MAX_QUEUED)
         self._thread: Optional[threading.Thread] = None
-        #: What the wrapped exporter's ``stop`` raised in the thread: raised again by
-        #: :meth:`on_stop`, so that the recording knows its file was not written.
+        #: What the wrapped exporter's ``start`` or ``stop`` raised in the thread: raised again
+        #: by :meth:`on_stop`, so that the recording knows its file was not written.
         self._stop_error: Optional[BaseException] = None
 
     def on_start(self) -> None:
@@ -138,8 +138,9 @@ class BackgroundThreadHarExporter(_Wrapper):
     def _run(self) -> None:
         try:
             self.exporter.start()
-        except Exception as exc:
-            warn_once("thread-start", f"{type(self.exporter).__name__} could not start", exc)
+        except Exception as exc:  # (checked before the thread started: its folder went since)
+            self._stop_error = exc  # what the recording's end says: nothing is written
+            return
         while True:
             method, argument = self._queue.get()
             if method == "stop":
