@@ -228,6 +228,25 @@ def test_text_colour_and_width() -> None:
     assert "https://api.example.com/users?page=1" in wide
 
 
+def test_text_reads_the_transfer_size_where_chrome_writes_it() -> None:
+    """Chrome, Playwright and harlem put ``_transferSize`` on the response (an HTTP/2 export
+    has headersSize and bodySize -1 beside it)."""
+    chrome = entry("https://h2.example/", 200, body="x" * 30)
+    chrome["response"].update(headersSize=-1, bodySize=-1, _transferSize=3000)
+    out = render_text({"log": {"entries": [chrome]}}, color=False)
+    assert "3.0 kB" in out.splitlines()[1] and "3.0 kB transferred" in out
+
+
+def test_text_width_counts_terminal_columns() -> None:
+    """Wide (CJK) characters take two columns: rows and the summary fit the terminal."""
+    from harlem.report.text import _columns
+
+    har = {"log": {"entries": [entry("http://例え.jp/" + "漢字" * 40, 200)]}}
+    for width in (60, 80):
+        for line in render_text(har, color=False, width=width).splitlines():
+            assert _columns(line) <= width, line
+
+
 def test_text_strips_terminal_escapes() -> None:
     har = {
         "log": {

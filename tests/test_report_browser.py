@@ -757,3 +757,18 @@ def test_fifty_mebibyte_har(tmp_path: Path, watched: Watched) -> None:
     page.locator("#d-body button.more").click()
     assert page.evaluate("document.querySelector('#d-body pre.body').textContent.length") == len(big_text)
     watched.assert_clean()
+
+
+def test_the_wire_size_of_a_chrome_export_is_shown(tmp_path: Path, watched: Watched) -> None:
+    """Chrome writes ``_transferSize`` on the response (HTTP/2: headersSize and bodySize -1)."""
+    har = realistic_har()
+    first = har["log"]["entries"][0]
+    for chosen in har["log"]["entries"]:
+        chosen["response"].pop("_transferSize", None)
+        chosen.pop("_transferSize", None)
+        chosen["response"].update(headersSize=-1, bodySize=-1)
+    first["response"]["_transferSize"] = 3000
+    watched.open(_write(tmp_path, har))
+    summary = watched.page.locator("#summary").text_content()
+    assert "3.0 kB" in summary, summary
+    watched.assert_clean()

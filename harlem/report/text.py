@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import math
 import re
+import unicodedata
 from collections import Counter
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -143,7 +144,10 @@ class _Row:
             self.cls = f"{self.status // 100}xx"
         else:
             self.cls = "other"
-        wire = _num(entry.get("_transferSize"))
+        # Chrome, Playwright and harlem write it on the response; some tools on the entry
+        wire = _num(response.get("_transferSize"))
+        if wire < 0:
+            wire = _num(entry.get("_transferSize"))
         if wire < 0:
             headers_size = _num(response.get("headersSize"))
             body_size = _num(response.get("bodySize"))
@@ -174,13 +178,30 @@ class _Row:
 
 
 def _truncate(text: str, width: int) -> str:
+    """``text`` cut to ``width`` terminal columns, an ellipsis marking the cut: East Asian
+    wide characters take two columns, combining marks none."""
     if width <= 0:
         return ""
-    if len(text) <= width:
+    if text.isascii():
+        return text if len(text) <= width else text[: width - 1] + _ELLIPSIS
+    if _columns(text) <= width:
         return text
-    if width == 1:
-        return _ELLIPSIS
-    return text[: width - 1] + _ELLIPSIS
+    room, kept = width - 1, 0
+    for index, char in enumerate(text):
+        kept += _char_columns(char)
+        if kept > room:
+            return text[:index] + _ELLIPSIS
+    return text  # (not reached: the text is wider than width)
+
+
+def _columns(text: str) -> int:
+    return len(text) if text.isascii() else sum(map(_char_columns, text))
+
+
+def _char_columns(char: str) -> int:
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
 
 
 def _summary(rows: List[_Row]) -> str:
@@ -284,5 +305,6 @@ def render_text(har: Dict[str, Any], *, color: bool, width: Optional[int] = None
             else:
                 out.append(left + paint(status, r.cls) + right + url)
 
-    out.append(paint(_summary(rows), "head"))
+    summary = _summary(rows)
+    out.append(paint(_truncate(summary, width) if width else summary, "head"))
     return "\n".join(out) + "\n"

@@ -140,7 +140,9 @@
       time = 0;
       for (const p of PHASES) if (p !== "ssl" && num(timings[p]) > 0) time += timings[p];
     }
-    let wire = num(e._transferSize);
+    // Chrome, Playwright and harlem write it on the response; some tools on the entry
+    let wire = num(resp._transferSize);
+    if (wire < 0) wire = num(e._transferSize);
     if (wire < 0) {
       const hs = num(resp.headersSize), bs = num(resp.bodySize);
       if (hs >= 0 || bs >= 0) wire = Math.max(hs, 0) + Math.max(bs, 0);
