@@ -250,6 +250,36 @@ def test_merge_orders_entries_by_start_and_keeps_every_page_once(tmp_path):
     assert out.read_text().startswith('{\n  "log": {')
 
 
+def test_merge_run_again_or_given_a_file_twice_keeps_every_entry_and_page_once(tmp_path):
+    """``harlem merge -o out.har out.har parts/*.har`` run a second time (or an input named
+    twice) adds nothing: the same entries, the same renamed page."""
+    now = time.time()
+    top = write_har(tmp_path / "out.har", [
+        page("page_0", "harlem recording", "2024-01-01T00:00:00.000Z"),
+        page("page_1", "login", "2024-01-01T00:00:01.000Z")], [(0, now), (2, now + 2)])
+    part = write_har(tmp_path / "part.har", [
+        page("page_1", "search", "2024-01-01T00:00:03.000Z")], [(1, now + 1)])
+    har_part = orjson.loads(part.read_bytes())
+    for entry in har_part["log"]["entries"]:
+        entry["pageref"], entry["_pid"] = "page_1", 4242
+    part.write_bytes(orjson.dumps(har_part))
+
+    for _ in range(2):
+        assert merge_files([str(top), str(part)], str(top)) == (3, 0)
+        har = check_har(top)
+        assert numbers(har) == [0, 1, 2]
+        assert sorted(p["id"] for p in har["log"]["pages"]) == ["page_0", "page_1", "page_1-4242"]
+    assert merge_files([str(part), str(part)], str(tmp_path / "twice.har")) == (1, 0)
+
+
+def test_merge_reads_a_har_saved_with_a_bom(tmp_path):
+    now = time.time()
+    plain = write_har(tmp_path / "a.har", [], [(0, now)])
+    bom = tmp_path / "bom.har"
+    bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    assert merge_files([str(bom)], str(tmp_path / "out.har")) == (1, 0)
+
+
 def test_merge_cuts_a_torn_live_file_back_to_its_last_complete_entry(tmp_path):
     path = tmp_path / "live.har"
     live = LiveFileHarExporter(path)

@@ -1,6 +1,8 @@
 """Merge HAR files into one: what ``harlem merge`` and the agent's top process do.
 
-The output lists every page once and every entry once, in ``startedDateTime`` order. Inputs are
+The output lists every page once and every entry once, in ``startedDateTime`` order (an entry
+identical to one already taken, from an input given twice or a merge run again, is left out;
+a leading UTF-8 BOM is allowed). Inputs are
 read one at a time and their entries spooled, compact, to an anonymous file beside the output;
 only a small index (start time, offset, length) stays in memory, and the output is streamed
 from the spool. An input that is a torn live file (its writer was killed mid-write) is cut back
@@ -15,9 +17,10 @@ already taken is renamed ``<id>-<pid>`` (the pid of the file's entries), and so 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import datetime
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import orjson
 
@@ -44,6 +47,8 @@ def read_har(path: str) -> Dict[str, Any]:
             data = file.read()
     except OSError as exc:
         raise MergeError(path, exc.strerror or str(exc)) from None
+    if data.startswith(b"\xef\xbb\xbf"):  # some tools save HAR files with a UTF-8 BOM
+        data = data[3:]
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -75,6 +80,7 @@ def merge_files(inputs: Sequence[str], output: str, indent: Optional[int] = None
     folder = os.path.dirname(os.path.abspath(output))
     pages: Dict[str, Dict[str, Any]] = {}
     index: List[Tuple[float, int, int, int]] = []  # (start, order, offset, length)
+    seen: Set[bytes] = set()  # a digest of each entry taken
     failed = 0
     with open_anonymous(folder, ".harlem-merge-") as spool:
         for path in inputs:
@@ -93,6 +99,10 @@ def merge_files(inputs: Sequence[str], output: str, indent: Optional[int] = None
                 if renamed and entry.get("pageref") in renamed:
                     entry["pageref"] = renamed[entry["pageref"]]
                 data = orjson.dumps(entry)
+                digest = hashlib.blake2b(data, digest_size=16).digest()
+                if digest in seen:  # the same entry again: an input given twice, a merge rerun
+                    continue
+                seen.add(digest)
                 index.append((_timestamp(entry), len(index), spool.tell(), len(data)))
                 spool.write(data)
                 failed += _is_failed(entry)
@@ -121,16 +131,21 @@ def _add_pages(pages: Dict[str, Dict[str, Any]], incoming: List[Dict[str, Any]],
         elif page_id == DEFAULT_PAGE_ID:
             if _timestamp(page) < _timestamp(kept):
                 pages[page_id] = page
-        elif (kept.get("startedDateTime"), kept.get("title")) != \
-                (page.get("startedDateTime"), page.get("title")):
+        elif not _same_page(kept, page):
             new_id = f"{page_id}-{owner}"
             number = 1
-            while new_id in pages:
+            while new_id in pages and not _same_page(pages[new_id], page):
                 number += 1
                 new_id = f"{page_id}-{owner}-{number}"
-            pages[new_id] = dict(page, id=new_id)
+            pages.setdefault(new_id, dict(page, id=new_id))  # (renamed by an earlier merge)
             renamed[page_id] = new_id
     return renamed
+
+
+def _same_page(one: Dict[str, Any], other: Dict[str, Any]) -> bool:
+    """Pages with the same start and title are one page, whatever their ids."""
+    return (one.get("startedDateTime"), one.get("title")) == \
+        (other.get("startedDateTime"), other.get("title"))
 
 
 def _owner(entries: List[Dict[str, Any]], path: str) -> str:
