@@ -60,7 +60,15 @@ _EXPORTS = {
     "BackgroundProcessHarExporter": "harlem.exporters.background",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [  # (a literal: what linters read; a test keeps it and _EXPORTS the same)
+    "__version__",
+    "record_to_file", "record_to_logger", "page", "to_har_model", "flush", "Recording",
+    "Settings", "SettingsError", "HarRecorder", "RequestsHarRecorder", "AiohttpHarRecorder",
+    "HttpxHarRecorder", "AsgiHarRecorder", "HarlemMiddleware", "HarExporter",
+    "ModelHarExporter", "IoHarExporter", "FileHarExporter", "LiveFileHarExporter",
+    "LoggingHarExporter", "CompositeHarExporter", "ExecutorHarExporter",
+    "BackgroundThreadHarExporter", "BackgroundProcessHarExporter",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -321,6 +321,7 @@ def test_type_checkers_see_every_public_name_where_it_comes_from():
             for node in block.body if isinstance(node, ast.ImportFrom) and node.level
             for alias in node.names}
     assert seen == harlem._EXPORTS
+    assert harlem.__all__ == ["__version__", *harlem._EXPORTS]
 
 
 def test_a_request_to_an_http_proxy_counts_its_whole_url_in_headers_size(tmp_path):
