@@ -187,7 +187,10 @@ def _patterns(value: Any) -> Tuple[str, ...]:
 def _path(value: Any) -> Optional[str]:
     if value is None:
         return None
-    text = os.fspath(value)
+    try:
+        text = os.fspath(value)
+    except TypeError:  # record_to_file(123): named as the option, not as os.fspath's argument
+        raise ValueError("expected a file path") from None
     if isinstance(text, bytes):
         text = os.fsdecode(text)
     if not text.strip():

@@ -146,3 +146,8 @@ def test_sizes_with_a_unit_may_have_a_fraction_and_are_exact() -> None:
     assert Settings.from_kwargs(max_body_size=" 10 MiB ").max_body_size == 10 * 1024 * 1024
     with pytest.raises(SettingsError):
         Settings.from_kwargs(max_body_size=1.5)
+
+
+def test_an_output_that_is_not_a_path_is_a_settings_error() -> None:
+    with pytest.raises(SettingsError, match=r"output=: invalid value 123 \(expected a file path\)"):
+        Settings.from_kwargs(output=123)
