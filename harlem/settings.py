@@ -456,8 +456,9 @@ def _env_values(environ: "Mapping[str, str]") -> "Dict[str, Any]":
     return values
 
 
-def add_arguments(parser: Any, names: Optional[Iterable[str]] = None, positional_output: bool = False) -> None:
-    """Add the options ``names`` (default: all) to an ``argparse`` parser.
+def add_arguments(parser: Any, names: Optional[Iterable[str]] = None, env: bool = True) -> None:
+    """Add the options ``names`` (default: all) to an ``argparse`` parser; their help names
+    their ``HARLEM_*`` variables unless ``env`` is False (a command that reads flags only).
 
     Values are kept as text (``type`` is not used) so that :meth:`Settings.from_args` reports
     bad values with the same message as the other surfaces.
@@ -465,21 +466,23 @@ def add_arguments(parser: Any, names: Optional[Iterable[str]] = None, positional
     wanted = list(names) if names is not None else [o.name for o in OPTIONS]
     for name in wanted:
         option = _BY_NAME[name]
-        if positional_output and name == "output":
-            continue
+
+        def variable(value: str = "") -> str:
+            return f" [env {option.env}{value}]" if env else ""
+
         spellings = [option.flag] + ([option.short] if option.short else [])
         if option.is_switch and option.negative_flag:
             parser.add_argument("--no-" + option.flag[2:], dest=option.name, action="store_const",
-                                const="0", default=None, help=f"{option.off_help} [env {option.env}=0]")
+                                const="0", default=None, help=option.off_help + variable("=0"))
         elif option.is_switch:
             parser.add_argument(*spellings, dest=option.name, action="store_const", const="1",
-                                default=None, help=f"{option.help} [env {option.env}=1]")
+                                default=None, help=option.help + variable("=1"))
         elif option.repeatable:
             parser.add_argument(*spellings, dest=option.name, action="append", default=None,
-                                metavar=option.metavar, help=f"{option.help} [env {option.env}]")
+                                metavar=option.metavar, help=option.help + variable())
         else:
             parser.add_argument(*spellings, dest=option.name, default=None,
-                                metavar=option.metavar, help=f"{option.help} [env {option.env}]")
+                                metavar=option.metavar, help=option.help + variable())
 
 
 def options_table() -> List[Tuple[str, str, str, str]]:

@@ -237,6 +237,9 @@ def test_merge_reads_flags_only(tmp_path, server):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "merged.har").read_text().startswith('{"log"')  # not indented by 4
     assert not (tmp_path / "x.har").exists()
+    helped = subprocess.run([sys.executable, "-m", "harlem", "merge", "--help"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert "--indent" in helped.stdout and "HARLEM_" not in helped.stdout  # nor says it does
 
 
 @pytest.mark.parametrize("document", [

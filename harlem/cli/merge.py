@@ -24,7 +24,7 @@ def register(subparsers: Any) -> None:
         "merge", help="merge HAR files into one",
         description="Merge HAR files into one: pages once, entries in startedDateTime order.")
     parser.add_argument("inputs", nargs="+", metavar="in.har", help="the HAR files to merge")
-    add_arguments(parser, ["output", "indent", "quiet"])
+    add_arguments(parser, ["output", "indent", "quiet"], env=False)  # (flags only)
     parser.set_defaults(func=run)
 
 

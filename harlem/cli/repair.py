@@ -11,10 +11,13 @@ from typing import Any
 
 from . import fail
 
+DESCRIPTION = ("Restore a live HAR file torn by a crash: cut it back to its last complete entry. "
+               "The file is replaced atomically (or written to -o).")
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("repair", help="cut a torn live HAR back to its last complete entry",
-                                   description=__doc__)
+                                   description=DESCRIPTION)
     parser.add_argument("har", help="the HAR file to repair")
     parser.add_argument("-o", "--output", help="write the repaired HAR here (default: in place)")
     parser.set_defaults(func=run)
