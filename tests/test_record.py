@@ -361,7 +361,11 @@ def test_a_request_to_an_http_proxy_counts_its_whole_url_in_headers_size(tmp_pat
 
     with record_to_file(tmp_path / "out.har"):
         requests.get(url, proxies={"http": proxy})
-        with httpx.Client(proxy=proxy) as client:
+        try:
+            client = httpx.Client(proxy=proxy)
+        except TypeError:  # httpx < 0.26
+            client = httpx.Client(proxies=proxy)
+        with client:
             client.get(url)
         asyncio.run(with_aiohttp())
     thread.join(10)
