@@ -23,6 +23,7 @@ from harlem.demo.server import (COMPRESSIBLE_TEXT, HAS_BROTLI, JSON_BODY, LATIN1
 from harlem.exporters import ModelHarExporter
 from harlem.recorders import aiohttp as recorder_module
 from harlem.recorders.aiohttp import AiohttpHarRecorder
+from tests.helpers import one_answer_server
 
 
 @pytest.fixture
@@ -509,6 +510,49 @@ async def test_body_given_up_before_its_end(server: Any, record: Any) -> None:
         assert entry["response"]["content"]["size"] == -1
         assert entry["response"]["bodySize"] == -1
         assert "_error" not in entry["response"]
+
+
+async def test_a_total_timeout_during_the_body_is_the_entrys_error(server: Any,
+                                                                   record: Any) -> None:
+    """``ClientTimeout(total=...)`` cancels the reading task without telling the body reader:
+    the program gets TimeoutError, and so does the entry."""
+    with record() as rec:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.5)) as session:
+            with pytest.raises(asyncio.TimeoutError):
+                async with session.get(server.url + "/stream?chunks=3&size=10&delay=2") as resp:
+                    await resp.read()
+    response = only(rec.entries)["response"]
+    assert response["status"] == 200 and response["_error"] == "net::ERR_TIMED_OUT"
+    assert response["content"]["size"] == -1
+
+
+async def test_bodies_left_encoded_have_an_unknown_decoded_size(server: Any, record: Any) -> None:
+    """``auto_decompress=False``: the program gets the gzip bytes; they are not the decoded
+    body, whose size is then unknown (as with requests' ``decode_content=False``)."""
+    with record() as rec:
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+            async with session.get(server.url + "/gzip") as resp:
+                data = await resp.read()
+            async with session.get(server.url + "/json") as resp:
+                plain = await resp.read()
+    assert gzip.decompress(data).decode() == COMPRESSIBLE_TEXT
+    encoded, identity = rec.entries
+    assert encoded["response"]["content"]["size"] == -1
+    assert "text" not in encoded["response"]["content"]
+    assert identity["response"]["content"]["size"] == len(plain)  # nothing to decode
+
+
+async def test_a_body_the_server_refused_to_take_was_not_sent(record: Any) -> None:
+    """``expect100=True`` and an answer without "100 Continue": no body went out, whatever
+    Content-Length announced."""
+    answer = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno"
+    with one_answer_server(answer) as port, record() as rec:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{port}/up", data=b"x" * 5000,
+                                    expect100=True) as resp:
+                assert resp.status == 401 and await resp.read() == b"no"
+    request = only(rec.entries)["request"]
+    assert request["bodySize"] == 0 and "postData" not in request
 
 
 # --- concurrency ------------------------------------------------------------------------------

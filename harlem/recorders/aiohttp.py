@@ -54,6 +54,7 @@ re-raise what it raised (bare ``raise``), never wait, and harlem's own bookkeepi
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import threading
 import time
@@ -151,6 +152,7 @@ def _let_go() -> None:
     # finishing them only lets go of them (no recorder receives them any more).
     abandoned = list(_readers.values())
     _readers.clear()
+    _encoded.clear()
     with _early_wire_lock:
         _early_wire.clear()
     for exchange in abandoned:
@@ -225,10 +227,13 @@ class _Call:
     """What the hops of one ``ClientSession._request`` call share: the value of
     :data:`_current` while the call runs, never a global "current" request."""
 
-    __slots__ = ("frames", "t_start", "wall_start", "hop", "request", "tls_after")
+    __slots__ = ("frames", "t_start", "wall_start", "hop", "request", "tls_after", "decoded")
 
-    def __init__(self, frames: tuple):
+    def __init__(self, frames: tuple, decoded: bool):
         self.frames = frames
+        #: False when aiohttp hands the program bodies still content-encoded
+        #: (``auto_decompress=False``): their decoded size is then unknown.
+        self.decoded = decoded
         #: When the coroutine started running (``now()`` and ``time.time()``): the first hop's
         #: start, although its exchange begins only when it asks for a connection.
         self.t_start = 0.0
@@ -249,15 +254,18 @@ _current: "contextvars.ContextVar[Optional[_Call]]" = contextvars.ContextVar(
 def _on_request(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
     if not pipeline.is_recording(LIBRARY):
         return wrapped(*args, **kwargs)
-    call = _new_call(instance)
+    call = _new_call(instance, kwargs.get("auto_decompress"))
     if call is None:
         return wrapped(*args, **kwargs)
     return _recorded_request(call, wrapped, args, kwargs)
 
 
 @_quietly
-def _new_call(session: Any) -> _Call:
-    return _Call(capture_frames(4))  # past here, _quietly and _on_request: session.get's caller
+def _new_call(session: Any, decoded: Optional[bool]) -> _Call:
+    if decoded is None:
+        decoded = getattr(session, "_auto_decompress", True)
+    # past here, _quietly and _on_request: session.get's caller
+    return _Call(capture_frames(4), decoded is not False)
 
 
 async def _recorded_request(call: _Call, wrapped: Any, args: tuple, kwargs: dict) -> Any:
@@ -382,6 +390,8 @@ def _writing_body(hop: Exchange, writer: Any) -> None:
     if hop.t_send_start is None:
         hop.t_send_start = moment
     hop.t_send_end = moment  # the request's head is with the writer: chunks move this on
+    if hop.request_size is None:  # what is written counts, not what Content-Length announced
+        hop.request_size = 0  # (a server that refuses "Expect: 100-continue" gets nothing)
     # Body chunks reach the writer's callback as the program's payload writes them (bytes,
     # multipart, files, generators alike); a callback already there (the program's own
     # aiohttp traces) still gets every chunk.
@@ -487,16 +497,17 @@ def _on_response_start(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -
             return wrapped(*args, **kwargs)
         return _tls_starts_after(hop, wrapped(*args, **kwargs))
     _note_sent(call, hop, args[0] if args else kwargs.get("connection"))
-    return _watch_start(hop, wrapped, args, kwargs)
+    return _watch_start(hop, call.decoded, wrapped, args, kwargs)
 
 
-async def _watch_start(hop: Exchange, wrapped: Any, args: tuple, kwargs: dict) -> Any:
+async def _watch_start(hop: Exchange, decoded: bool, wrapped: Any, args: tuple,
+                       kwargs: dict) -> Any:
     try:
         response = await wrapped(*args, **kwargs)
     except BaseException as exc:
         hop.error = exc  # ends the hop if aiohttp retries; else the final failure replaces it
         raise
-    _response_started(hop, response)
+    _response_started(hop, response, decoded)
     return response
 
 
@@ -522,7 +533,7 @@ def _note_sent(call: _Call, hop: Exchange, connection: Any) -> None:
 
 
 @_quietly
-def _response_started(hop: Exchange, response: Any) -> None:
+def _response_started(hop: Exchange, response: Any, decoded: bool) -> None:
     hop.t_response = now()  # sending was marked before start (_note_sent)
     version = response.version
     if version is not None:
@@ -534,10 +545,14 @@ def _response_started(hop: Exchange, response: Any) -> None:
     if hop.status == 101:  # switching protocols: no body, the connection now carries another
         _end(hop, reader, complete=True)
         return
+    if not decoded and response.headers.get("Content-Encoding", "identity").strip().lower() \
+            not in ("", "identity"):
+        _encoded.add(hop)  # the program gets the encoded bytes: their decoding is unknown
     # What arrived with the headers was fed before the reader became known here: take it as
     # it stands (nothing has read from it yet), then follow the rest.
-    for chunk in getattr(reader, "_buffer", ()):
-        hop.add_response_chunk(chunk)
+    if not _encoded or hop not in _encoded:
+        for chunk in getattr(reader, "_buffer", ()):
+            hop.add_response_chunk(chunk)
     hop.response_wire_size = _claim_early_wire(reader)
     error = reader.exception()
     if error is not None:
@@ -555,8 +570,18 @@ def _on_release(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         reader = getattr(instance, "content", None)
         hop = _take(reader)
         if hop is not None:
-            _end_body(hop, reader)  # given up before the end of the body: sizes unknown
+            # given up before the end of the body (sizes unknown), or cut by the total timeout
+            _end_body(hop, reader, error=_timed_out(reader))
     return wrapped(*args, **kwargs)
+
+
+def _timed_out(reader: Any) -> Optional[BaseException]:
+    """aiohttp's ``ClientTimeout(total=...)`` ends a body being read by cancelling the reading
+    task, without telling the reader: its timer knows (``TimerContext._cancelled``). The
+    program gets ``TimeoutError``."""
+    if getattr(getattr(reader, "_timer", None), "_cancelled", False) is True:
+        return asyncio.TimeoutError("the request's total timeout expired during the body")
+    return None
 
 
 # --- the body: streams.StreamReader ----------------------------------------------------------
@@ -598,7 +623,13 @@ def _keep(hop: Exchange, reader: Any, data: bytes) -> None:
     if hop.finished:  # ended by a failure elsewhere: forget the reader
         _readers.pop(reader, None)
         return
-    hop.add_response_chunk(data)
+    if not _encoded or hop not in _encoded:
+        hop.add_response_chunk(data)
+
+
+#: Hops whose body the program gets still content-encoded (``auto_decompress=False``): not
+#: kept, and of unknown decoded size (aiohttp counts the bytes on the wire all the same).
+_encoded: "set[Exchange]" = set()
 
 
 def _on_feed_eof(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
@@ -621,9 +652,12 @@ def _end(hop: Exchange, reader: Any, complete: bool = False,
     Unguarded, for ``_response_started``, which is guarded itself."""
     if hop.finished:
         return
+    encoded = bool(_encoded) and hop in _encoded
+    if encoded:
+        _encoded.discard(hop)
     if error is not None:
         hop.error = error
-    elif complete:
+    elif complete and not encoded:
         hop.body_complete = True
         hop.response_wire_size = _wire_size(reader, hop)
     _finish(hop)
