@@ -193,7 +193,10 @@ def test_settings_reach_the_har(tmp_path, server):
 
 
 def test_a_bad_variable_is_one_warning_and_the_program_runs_unrecorded(tmp_path):
-    app = write_program(tmp_path, "print('ran')\n")
+    """One line for the whole program, its child processes (which inherit the variable) too."""
+    app = write_program(tmp_path, "import subprocess, sys\n"
+                                  "for _ in range(2): subprocess.run([sys.executable, '-c', ''])\n"
+                                  "print('ran')\n")
     out = tmp_path / "out.har"
     result = run([sys.executable, str(app)], agent_env(out, HARLEM_INDENT="wide"))
     assert result.returncode == 0

@@ -38,6 +38,9 @@ TOP_OUTPUT_VARIABLE = "HARLEM_TOP_OUTPUT"
 #: the program that follows (the same pid, so the top again) takes over if it is recorded.
 EXEC_OUTPUT_VARIABLE = "HARLEM_EXEC_OUTPUT"
 OUTPUT_VARIABLE = "HARLEM_OUTPUT"
+#: Set by the first process that found the ``HARLEM_*`` settings bad: the message it will give.
+#: Its descendants, which inherit the same settings, say nothing more (one line in all).
+BAD_SETTINGS_VARIABLE = "HARLEM_BAD_SETTINGS"
 
 #: Beside the output, the folder where the processes other than the top write their parts.
 PARTS_SUFFIX = ".parts"
@@ -204,11 +207,15 @@ def _start(environ: "Any") -> "Optional[Agent]":
     try:
         settings = Settings.from_env(environ)
     except SettingsError as exc:
+        message = f"not recording: {exc}"
+        if environ.get(BAD_SETTINGS_VARIABLE) == message:
+            return None  # a process above this one says it
+        environ[BAD_SETTINGS_VARIABLE] = message
         # Said at exit, not now: a launcher in the same environment (harlem-run itself, run
         # with a variable its own flag overrides) replaces itself by exec and must stay silent.
         import atexit as exit_hooks  # not "atexit": that name is local further down
 
-        exit_hooks.register(_warn, "agent", f"not recording: {exc}")
+        exit_hooks.register(_warn, "agent", message)
         return None
     if settings.output is None:
         return None
