@@ -467,11 +467,11 @@ def test_an_unawaited_coroutine_warns_as_without_harlem(record: Any, server: Any
 
     with record():
         client = httpx.AsyncClient()
-        coroutine = client.get(server.url + "/json")
-        assert coroutine.__qualname__ == "AsyncClient.get"
-        del coroutine
-        assert runtime_warnings(lambda: client.get(server.url + "/json")) == [
-            "coroutine 'AsyncClient.get' was never awaited"]
+
+        def never_awaited() -> None:
+            assert client.get(server.url + "/json").__qualname__ == "AsyncClient.get"
+
+        assert runtime_warnings(never_awaited) == ["coroutine 'AsyncClient.get' was never awaited"]
         assert runtime_warnings(lambda: client.get(server.url + "/json").close()) == []
         with pytest.raises(TypeError):
             client.get()  # type: ignore[call-arg]
