@@ -325,6 +325,8 @@ def _failed(call: _Call, error: BaseException) -> None:
 
 
 def _finish(exchange: Exchange) -> None:
+    if _encoded:
+        _encoded.discard(exchange)
     if isinstance(exchange.request_body, bytearray):
         exchange.request_body = bytes(exchange.request_body)
     pipeline.finish(exchange)
@@ -653,8 +655,6 @@ def _end(hop: Exchange, reader: Any, complete: bool = False,
     if hop.finished:
         return
     encoded = bool(_encoded) and hop in _encoded
-    if encoded:
-        _encoded.discard(hop)
     if error is not None:
         hop.error = error
     elif complete and not encoded:
