@@ -9,13 +9,14 @@ request path, in :mod:`harlem.har.build`. Nothing here imports more than the sta
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 __all__ = ["Exchange", "now", "capture_frames", "visible_frames", "register_library_path",
-           "header_text"]
+           "header_text", "content_encoded"]
 
 #: The one clock for phase timestamps: monotonic, sub-microsecond, comparable across threads.
 now = time.perf_counter
@@ -44,6 +45,13 @@ def header_text(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+@functools.lru_cache(maxsize=64)
+def content_encoded(value: str) -> bool:
+    """Whether a ``Content-Encoding`` value applies an encoding (``gzip``, ``br, gzip``...),
+    rather than none (``""``, ``identity``). The builder and the recorders read it alike."""
+    return any(token.strip().lower() not in ("", "identity") for token in value.split(","))
 
 
 #: A header as a recorder keeps it: ``(name, value)``, both ``str`` or both wire ``bytes``.

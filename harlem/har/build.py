@@ -37,7 +37,7 @@ import ipaddress
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
-from ..capture import Exchange, header_text
+from ..capture import Exchange, content_encoded, header_text
 from ..pipeline import DEFAULT_PAGE_ID, iso_time
 from ..settings import Settings
 from .bodies import (NOT_RECORDED, body_text, clean_str, content_type_info, post_data,
@@ -341,13 +341,8 @@ def _content(ex: Exchange, settings: Settings, rules: Optional[Rules],
     return content, body_size
 
 
-@functools.lru_cache(maxsize=64)
-def _content_encoded_value(value: str) -> bool:
-    return any(token.strip().lower() not in ("", "identity") for token in value.split(","))
-
-
 def _content_encoded(values: Any) -> bool:
-    return any(_content_encoded_value(value) for value in values)
+    return any(map(content_encoded, values))
 
 
 @functools.lru_cache(maxsize=256)

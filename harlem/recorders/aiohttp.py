@@ -62,7 +62,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import pipeline
 from .._warn import quietly
-from ..capture import Exchange, capture_frames, now, register_library_path
+from ..capture import Exchange, capture_frames, content_encoded, now, register_library_path
 from .base import HarRecorder, _patch_lock
 
 __all__ = ["AiohttpHarRecorder"]
@@ -547,8 +547,7 @@ def _response_started(hop: Exchange, response: Any, decoded: bool) -> None:
     if hop.status == 101:  # switching protocols: no body, the connection now carries another
         _end(hop, reader, complete=True)
         return
-    if not decoded and response.headers.get("Content-Encoding", "identity").strip().lower() \
-            not in ("", "identity"):
+    if not decoded and content_encoded(response.headers.get("Content-Encoding", "")):
         _encoded.add(hop)  # the program gets the encoded bytes: their decoding is unknown
     # What arrived with the headers was fed before the reader became known here: take it as
     # it stands (nothing has read from it yet), then follow the rest.

@@ -45,7 +45,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from .. import pipeline
 from .._warn import quietly
-from ..capture import Exchange, header_text, now, register_library_path
+from ..capture import Exchange, content_encoded, header_text, now, register_library_path
 from .base import HarRecorder
 
 __all__ = ["RequestsHarRecorder"]
@@ -607,8 +607,7 @@ def _all_read(raw: Any, body: _Body) -> bool:
 
 
 def _content_encoded(raw: Any) -> bool:
-    encoding = raw.headers.get("content-encoding", "")
-    return encoding.strip().lower() not in ("", "identity")
+    return content_encoded(raw.headers.get("content-encoding", ""))
 
 
 def _handle_chunk(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
