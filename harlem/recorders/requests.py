@@ -546,30 +546,27 @@ def _keep(body: _Body, chunk: bytes) -> None:
         body.exchange.add_response_chunk(chunk)
 
 
-def _read(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    body = _body_of(instance)
-    if body is None or body.in_stream:
-        return wrapped(*args, **kwargs)
-    return _read_directly(wrapped, instance, body, args, kwargs, some=False)
+def _direct_reader(some: bool) -> Any:
+    """The wrapper of ``raw.read(amt, decode_content)`` (or of ``read1``, which returns
+    ``some`` of the body) when the program calls it itself."""
+
+    def read(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+        body = _body_of(instance)
+        if body is None or body.in_stream:
+            return wrapped(*args, **kwargs)
+        try:
+            data = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            _end(instance, body, error=exc)
+            raise
+        _direct_read(instance, body, args, kwargs, data, some)
+        return data
+
+    return read
 
 
-def _read1(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    body = _body_of(instance)
-    if body is None or body.in_stream:
-        return wrapped(*args, **kwargs)
-    return _read_directly(wrapped, instance, body, args, kwargs, some=True)
-
-
-def _read_directly(wrapped: Any, raw: Any, body: _Body, args: tuple, kwargs: dict,
-                   some: bool) -> bytes:
-    """``raw.read(amt, decode_content)`` (or ``read1``, ``some``) called by the program itself."""
-    try:
-        data = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        _end(raw, body, error=exc)
-        raise
-    _direct_read(raw, body, args, kwargs, data, some)
-    return data
+_read = _direct_reader(some=False)
+_read1 = _direct_reader(some=True)
 
 
 @_quietly
