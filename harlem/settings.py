@@ -283,7 +283,8 @@ class Settings:
     """Validated, immutable settings: one attribute per option in :data:`OPTIONS`.
 
     Build with ``Settings(**keywords)`` (the same as :meth:`from_kwargs`), :meth:`from_env` or
-    :meth:`from_args`; ``Settings()`` is every default. Hashable, so the entry builder can cache what it derives from them.
+    :meth:`from_args`; ``Settings()`` is every default. Hashable, so the entry builder can
+    cache what it derives from them.
     """
 
     # _hash: computed once, since the builder looks settings up in dicts for every entry.

@@ -17,6 +17,7 @@ already taken is renamed ``<id>-<pid>`` (the pid of the file's entries), and so 
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 from datetime import datetime
@@ -47,8 +48,7 @@ def read_har(path: str) -> Dict[str, Any]:
             data = file.read()
     except OSError as exc:
         raise MergeError(path, exc.strerror or str(exc)) from None
-    if data.startswith(b"\xef\xbb\xbf"):  # some tools save HAR files with a UTF-8 BOM
-        data = data[3:]
+    data = data.removeprefix(codecs.BOM_UTF8)  # some tools save HAR files with one
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -94,7 +94,8 @@ def merge_files(inputs: Sequence[str], output: str, indent: Optional[int] = None
             entries = log.get("entries") or []
             renamed = _add_pages(pages, log.get("pages") or [], _owner(entries, path))
             for entry in entries:
-                if keep_since is not None and _timestamp(entry) < keep_since:
+                started = _timestamp(entry)
+                if keep_since is not None and started < keep_since:
                     continue
                 if renamed and entry.get("pageref") in renamed:
                     entry["pageref"] = renamed[entry["pageref"]]
@@ -103,7 +104,7 @@ def merge_files(inputs: Sequence[str], output: str, indent: Optional[int] = None
                 if digest in seen:  # the same entry again: an input given twice, a merge rerun
                     continue
                 seen.add(digest)
-                index.append((_timestamp(entry), len(index), spool.tell(), len(data)))
+                index.append((started, len(index), spool.tell(), len(data)))
                 spool.write(data)
                 failed += _is_failed(entry)
             del log, entries  # one input in memory at a time

@@ -128,7 +128,7 @@ class ExportOnce:
 
     def run(self) -> None:
         with self.lock:
-            if self._done_in == os.getpid():
+            if self.done:
                 return
             self._done_in = os.getpid()
             self._exporting = _thread.get_ident()
@@ -166,8 +166,6 @@ def watch() -> None:
     global _watch
     if _watch is not None or not _handlers:
         return
-    import _thread
-
     read_end, write_end = os.pipe()
     try:
         os.set_blocking(write_end, False)

@@ -9,6 +9,7 @@ stdout, so ``--text`` output can be piped.
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import errno
 import os
@@ -65,8 +66,7 @@ def _read_har(path: str) -> Any:
 
     with open(path, "rb") as f:
         data = f.read()
-    if data.startswith(b"\xef\xbb\xbf"):  # some tools save HAR files with a UTF-8 BOM
-        data = data[3:]
+    data = data.removeprefix(codecs.BOM_UTF8)  # some tools save HAR files with one
     har = orjson.loads(data)
     if not isinstance(har, dict) or not isinstance(har.get("log"), dict):
         raise ValueError('not a HAR file (no "log" object)')
