@@ -296,9 +296,11 @@ class Exchange:
         self.response_body: Union[bytes, bytearray] = b""
         #: Decoded body bytes the program received in all (even past ``body_limit``).
         self.response_size = 0
-        #: Body bytes on the wire (before content decoding), ``None`` when not measurable.
+        #: Body bytes on the wire (before content decoding), once the whole body came off
+        #: the wire; ``None`` when not measurable or not whole.
         self.response_wire_size: Optional[int] = None
-        #: True once the body was read to its end; False means sizes are unknown.
+        #: True once the body was read to its end and decoded as the program received it;
+        #: False means its decoded size is unknown (the wire size may still be known).
         self.body_complete = False
         self.server_ip = ""
         self.server_port = 0

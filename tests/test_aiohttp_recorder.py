@@ -539,6 +539,9 @@ async def test_bodies_left_encoded_have_an_unknown_decoded_size(server: Any, rec
     encoded, identity = rec.entries
     assert encoded["response"]["content"]["size"] == -1
     assert "text" not in encoded["response"]["content"]
+    # what came off the wire is known all the same
+    assert encoded["response"]["bodySize"] == len(data)
+    assert encoded["response"]["_transferSize"] == encoded["response"]["headersSize"] + len(data)
     assert identity["response"]["content"]["size"] == len(plain)  # nothing to decode
 
 

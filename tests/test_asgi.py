@@ -366,6 +366,26 @@ def test_gzip_middleware_body_is_recorded_decoded_with_its_wire_size(record: Any
     assert recorded["content"]["compression"] == recorded["content"]["size"] - recorded["bodySize"]
 
 
+def test_a_body_labelled_gzip_that_is_not_keeps_its_wire_size(record: Any) -> None:
+    """The bytes sent are known even when they do not decode as Content-Encoding says."""
+    async def mislabelled(scope: Dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-encoding", b"gzip"), (b"content-length", b"11")]})
+        await send({"type": "http.response.body", "body": b"not gzipped"})
+
+    async def get() -> Any:
+        async with asgi_client(HarlemMiddleware(mislabelled)) as client:
+            return await client.get("/", headers={"Accept-Encoding": "identity"})
+
+    with record() as rec:
+        with pytest.raises(httpx.DecodingError):
+            run(get())
+    recorded = rec.only_entry()["response"]
+    assert recorded["content"]["size"] == -1 and "text" not in recorded["content"]
+    assert recorded["bodySize"] == 11
+    assert recorded["_transferSize"] == recorded["headersSize"] + 11
+
+
 def test_explicit_middleware_in_a_patched_app_records_once(record: Any) -> None:
     app = make_fastapi_app()
     app.add_middleware(HarlemMiddleware)

@@ -365,7 +365,9 @@ def test_raw_read_of_still_encoded_bytes_leaves_the_size_unknown(server: Any, re
         with requests.get(server.url + "/gzip", stream=True) as response:
             data = response.raw.read()
     assert gzip.decompress(data).decode() == COMPRESSIBLE_TEXT
-    assert rec.only_entry()["response"]["content"]["size"] == -1
+    har_response = rec.only_entry()["response"]
+    assert har_response["content"]["size"] == -1
+    assert har_response["bodySize"] == len(data)  # the wire size is known all the same
 
 
 def test_a_streamed_body_closed_unread_is_finished_with_unknown_size(server: Any, record: Any) -> None:
@@ -598,8 +600,10 @@ def test_encoded_bytes_streamed_by_the_program_leave_the_size_unknown(server: An
         with requests.get(server.url + path, stream=True) as response:
             data = b"".join(getattr(response.raw, read)(decode_content=False))
     assert gzip.decompress(data).decode() == COMPRESSIBLE_TEXT
-    content = rec.only_entry()["response"]["content"]
+    har_response = rec.only_entry()["response"]
+    content = har_response["content"]
     assert content["size"] == -1 and "text" not in content
+    assert har_response["bodySize"] == len(data)  # the wire size is known all the same
 
 
 @pytest.mark.parametrize("method, path", [("HEAD", "/json"), ("GET", "/status/304"),

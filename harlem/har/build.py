@@ -15,8 +15,9 @@ Conventions beyond HAR 1.2 (Chrome's names where Chrome has one):
   line, each ``Name: value`` line and the CRLFs as sent or received (-1 when nothing is known);
   ``content.size`` is the decoded body size (-1 when the body was not read to its end);
   ``bodySize`` the bytes on the wire (the decoded size when no Content-Encoding applied, else
-  -1 when the library could not measure it); ``compression`` = size - bodySize when both are
-  known and a Content-Encoding applied.
+  -1 when the library could not measure it), known also when only the decoding is unknown (a
+  body the program read still encoded, or that did not decode as labelled: ``content.size``
+  -1); ``compression`` = size - bodySize when both are known and a Content-Encoding applied.
 * an exchange that failed before any response: status 0, empty statusText, no headers,
   ``content.size`` 0, ``mimeType`` ``x-unknown``, ``headersSize``/``bodySize`` -1.
 * ``partial`` (recording stopped while the program had not finished reading a body): sizes -1,
@@ -312,12 +313,13 @@ def _content(ex: Exchange, settings: Settings, rules: Optional[Rules],
     size = ex.response_size if complete else -1
     encodings = found.get("content-encoding")
     encoded = encodings is not None and _content_encoded(encodings)
-    if not complete:
+    wire = ex.response_wire_size
+    if complete:
+        body_size = (-1 if encoded else size) if wire is None else wire
+    elif partial or ex.error is not None or wire is None:
         body_size = -1
-    elif ex.response_wire_size is not None:
-        body_size = ex.response_wire_size
-    else:
-        body_size = -1 if encoded else size
+    else:  # whole on the wire, but not decoded as the program received it: size unknown
+        body_size = wire
     content: Dict[str, Any] = {"size": size}
     if encoded and size >= 0 and body_size >= 0:
         content["compression"] = size - body_size

@@ -547,14 +547,16 @@ def _response_started(hop: Exchange, response: Any, decoded: bool) -> None:
     if hop.status == 101:  # switching protocols: no body, the connection now carries another
         _end(hop, reader, complete=True)
         return
-    if not decoded and content_encoded(response.headers.get("Content-Encoding", "")):
-        _encoded.add(hop)  # the program gets the encoded bytes: their decoding is unknown
     # What arrived with the headers was fed before the reader became known here: take it as
     # it stands (nothing has read from it yet), then follow the rest.
-    if not _encoded or hop not in _encoded:
-        for chunk in getattr(reader, "_buffer", ()):
-            hop.add_response_chunk(chunk)
     hop.response_wire_size = _claim_early_wire(reader)
+    buffered = getattr(reader, "_buffer", ())
+    if not decoded and content_encoded(response.headers.get("Content-Encoding", "")):
+        _encoded.add(hop)  # the program gets the encoded bytes: their decoding is unknown
+        hop.response_wire_size = sum(map(len, buffered))
+    else:
+        for chunk in buffered:
+            hop.add_response_chunk(chunk)
     error = reader.exception()
     if error is not None:
         _end(hop, reader, error=error)
@@ -624,12 +626,18 @@ def _keep(hop: Exchange, reader: Any, data: bytes) -> None:
     if hop.finished:  # ended by a failure elsewhere: forget the reader
         _readers.pop(reader, None)
         return
-    if not _encoded or hop not in _encoded:
+    _keep_chunk(hop, data)
+
+
+def _keep_chunk(hop: Exchange, data: bytes) -> None:
+    if _encoded and hop in _encoded:  # the bytes as on the wire: counted, not kept
+        hop.response_wire_size = (hop.response_wire_size or 0) + len(data)
+    else:
         hop.add_response_chunk(data)
 
 
 #: Hops whose body the program gets still content-encoded (``auto_decompress=False``): not
-#: kept, and of unknown decoded size (aiohttp counts the bytes on the wire all the same).
+#: kept, and of unknown decoded size; only their size on the wire is known.
 _encoded: "set[Exchange]" = set()
 
 
@@ -653,12 +661,14 @@ def _end(hop: Exchange, reader: Any, complete: bool = False,
     Unguarded, for ``_response_started``, which is guarded itself."""
     if hop.finished:
         return
-    encoded = bool(_encoded) and hop in _encoded
     if error is not None:
         hop.error = error
-    elif complete and not encoded:
-        hop.body_complete = True
-        hop.response_wire_size = _wire_size(reader, hop)
+    if complete and error is None:
+        if not _encoded or hop not in _encoded:  # (else counted as it came, in _keep_chunk)
+            hop.body_complete = True
+            hop.response_wire_size = _wire_size(reader, hop)
+    else:  # a wire size counted so far is not the body's
+        hop.response_wire_size = None
     _finish(hop)
 
 

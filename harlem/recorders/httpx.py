@@ -278,7 +278,7 @@ class _Hop:
     """One ``_send_single_request`` call: its exchange and the state of its bodies."""
 
     __slots__ = ("ex", "request", "extensions", "upload", "upload_size", "identity", "decoding",
-                 "raw_size", "raw_done", "stash", "stash_size")
+                 "raw_size", "raw_done")
 
     def __init__(self, ex: Exchange, request: Any):
         self.ex = ex
@@ -294,10 +294,6 @@ class _Hop:
         self.decoding = False
         self.raw_size = 0
         self.raw_done = False
-        #: Raw chunks of an encoded body kept until the decoder runs: a program that only
-        #: reads ``iter_raw`` gets these recorded, as it got them (still encoded).
-        self.stash: List[bytes] = []
-        self.stash_size = 0
 
     # -- the request --------------------------------------------------------------------
 
@@ -396,19 +392,12 @@ class _Hop:
         self.raw_size += size
         if self.identity:
             self.ex.add_response_chunk(data)
-        elif not self.decoding:
-            limit = self.ex.body_limit
-            if limit is None or self.stash_size < limit:
-                self.stash.append(bytes(data))
-            self.stash_size += size
 
     @_quietly
     def decoded(self, data: bytes, last: bool) -> None:
         if self.ex.finished:
             return
-        if not self.decoding:
-            self.decoding = True
-            self.stash = []
+        self.decoding = True
         self.ex.add_response_chunk(data)
         if last and self.raw_done:
             self._finish(complete=True)
@@ -453,12 +442,11 @@ class _Hop:
             return
         self._take_upload()
         if complete:
-            ex.body_complete = True
+            # An encoded body read with ``iter_raw`` only: its decoding is unknown, its size on
+            # the wire is not.
+            ex.body_complete = self.identity or self.decoding
             if self.raw_done:
                 ex.response_wire_size = self.raw_size
-            if not self.identity and not self.decoding:  # read with ``iter_raw`` only
-                ex.response_body = b"".join(self.stash)
-                ex.response_size = self.stash_size
         pipeline.finish(ex)
 
 
