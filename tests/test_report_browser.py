@@ -772,3 +772,17 @@ def test_the_wire_size_of_a_chrome_export_is_shown(tmp_path: Path, watched: Watc
     summary = watched.page.locator("#summary").text_content()
     assert "3.0 kB" in summary, summary
     watched.assert_clean()
+
+
+def test_a_page_opened_before_its_first_request_shows_its_offset(tmp_path: Path,
+                                                                 watched: Watched) -> None:
+    """Page rows say when the page began against the first request: before it, a negative
+    offset (it read "at +\u2014")."""
+    har = realistic_har()
+    har["log"]["pages"][0]["startedDateTime"] = (T0 - dt.timedelta(milliseconds=1500)).isoformat()
+    watched.open(_write(tmp_path, har))
+    rows = watched.page.locator("#vbody .row.group")
+    first, second = rows.nth(0).text_content(), rows.nth(1).text_content()
+    assert "at \u22121.50 s" in first, first
+    assert "at +1.25 s" in second, second
+    watched.assert_clean()

@@ -548,7 +548,11 @@
     if (g.page && g.id && g.id !== g.title) bits.push(g.id);
     if (num(pt.onContentLoad) >= 0) bits.push("DOMContentLoaded " + fmtMs(pt.onContentLoad));
     if (num(pt.onLoad) >= 0) bits.push("load " + fmtMs(pt.onLoad));
-    if (hasTime && isFinite(g.start)) bits.push("at +" + fmtMs(g.start - t0));
+    if (hasTime && isFinite(g.start)) {
+      // a page may open before the first request: its offset is then negative
+      const d = g.start - t0;
+      bits.push("at " + (d < 0 ? "\u2212" + fmtMs(-d) : "+" + fmtMs(d)));
+    }
     if (bits.length) r.appendChild(el("div", "muted mono", bits.join(" \u00B7 ")));
     r.title = "Click to collapse or expand";
     return r;
