@@ -409,7 +409,12 @@ class _Batch:
             self.count += 1
             self.size += _body_bytes(exchange)
         built: Dict[Any, dict] = {}
+        given: List[int] = []  # exporters already given this exchange
         for recorder in recorders:
+            exporter = recorder.exporter
+            if id(exporter) in given:  # two recorders of one library into one exporter
+                continue
+            given.append(id(exporter))
             options = recorder.settings
             entry = built.get(options)
             if entry is None:
@@ -419,7 +424,6 @@ class _Batch:
                     warn_once("build", "could not build a HAR entry", exc)
                     continue
                 built[options] = entry
-            exporter = recorder.exporter
             self.entries.setdefault(id(exporter), (exporter, []))[1].append(entry)
 
     def deliver(self) -> None:

@@ -100,3 +100,17 @@ def test_live_files_and_models_get_entries_while_the_program_works(server, tmp_p
         while not model.entries and time.monotonic() < deadline:
             session.get(server.url + "/json").content
         assert model.entries, "an exporter that shows entries as they come waited for a pause"
+
+
+def test_two_recorders_of_one_library_into_one_exporter_give_it_each_entry_once(server):
+    """Each recorder feeds its exporter; the same exporter named twice still gets one entry
+    per exchange (as it gets each page once)."""
+    from harlem import RequestsHarRecorder
+
+    exporter = ModelHarExporter()
+    other = ModelHarExporter()
+    with RequestsHarRecorder(exporter), RequestsHarRecorder(exporter), \
+            RequestsHarRecorder(other):
+        requests.get(server.url + "/json")
+    assert len(exporter.model.log.entries) == 1
+    assert len(other.model.log.entries) == 1
