@@ -652,6 +652,22 @@ def test_a_url_fragment_is_left_out() -> None:
         "http://example.com/"
 
 
+def test_characters_a_uri_cannot_hold_are_percent_encoded_in_the_url_only() -> None:
+    """httpx sends "[", "]", "|" and a stray "%" as they are: ``request.url`` must still be a
+    URI (HAR consumers and the schema's "uri" format check it); the request line's size counts
+    what was sent, and the query string reads as the program wrote it."""
+    ex = make_exchange(url="http://[::1]:8080/items|all?filter[name]=ada&pct=5%&ok=%41")
+    request = build(ex)["request"]
+    assert request["url"] == \
+        "http://[::1]:8080/items%7Call?filter%5Bname%5D=ada&pct=5%25&ok=%41"
+    assert request["queryString"] == [{"name": "filter[name]", "value": "ada"},
+                                      {"name": "pct", "value": "5%"},
+                                      {"name": "ok", "value": "A"}]
+    sent = "GET /items|all?filter[name]=ada&pct=5%&ok=%41 HTTP/1.1\r\n"
+    head = "Host: example.com\r\nAccept: */*\r\n\r\n"
+    assert request["headersSize"] == len(sent + head)
+
+
 # --- request bodies ------------------------------------------------------------------------
 
 

@@ -322,6 +322,16 @@ def test_a_proxy_that_refuses_the_tunnel_is_a_failure_before_any_response(record
     assert entry["timings"]["wait"] == 0 and entry["timings"]["receive"] == 0
 
 
+def test_brackets_httpx_sends_as_they_are_make_a_valid_url(record: Any, server: Any) -> None:
+    """``?filter[name]=ada``: httpx does not percent-encode brackets; the entry's URL is
+    encoded so that the HAR stays valid (check_har applies the schema's "uri" format)."""
+    with record() as rec, httpx.Client() as client:
+        assert client.get(server.url + "/json?filter[name]=ada&page[size]=10").status_code == 200
+    request = rec.only_entry()["request"]
+    assert request["url"].endswith("/json?filter%5Bname%5D=ada&page%5Bsize%5D=10")
+    assert {"name": "page[size]", "value": "10"} in request["queryString"]
+
+
 def test_a_relative_url_is_not_an_exchange(record: Any) -> None:
     """Without base_url, httpx refuses "/users" before sending anything: no entry (HAR cannot
     write a URL without scheme and host), and the program gets httpx's own exception."""

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
@@ -177,9 +178,10 @@ def _byte_len(text: str) -> int:
 
 def _request(ex: Exchange, settings: Settings, rules: Optional[Rules], version: str
              ) -> Dict[str, Any]:
-    sent_url = clean_str(ex.url)
-    if "#" in sent_url:  # HAR 1.2: fragments are not included (nor are they ever sent)
-        sent_url = sent_url.partition("#")[0]
+    wire_url = clean_str(ex.url)
+    if "#" in wire_url:  # HAR 1.2: fragments are not included (nor are they ever sent)
+        wire_url = wire_url.partition("#")[0]
+    sent_url = _as_uri(wire_url)
     url = rules.url(sent_url) if rules is not None else sent_url
     method = clean_str(ex.method)
     headers, lines_size, found = _headers(ex.request_headers, rules, _REQUEST_WANTED)
@@ -202,9 +204,9 @@ def _request(ex: Exchange, settings: Settings, rules: Optional[Rules], version: 
     }
     if headers:
         if ex.absolute_target:  # to a plain-HTTP proxy: "GET http://host/path HTTP/1.1"
-            target = sent_url
+            target = wire_url
         else:
-            sent = split if url is sent_url else urlsplit(sent_url)
+            sent = split if url is wire_url else urlsplit(wire_url)
             target = (sent.path or "/") + ("?" + sent.query if sent.query else "")
         request["headersSize"] = _byte_len(f"{method} {target} {version}") + 2 + lines_size + 2
     # With bodies off, recorders may not keep the bytes: a sent body still gets its postData
@@ -215,6 +217,26 @@ def _request(ex: Exchange, settings: Settings, rules: Optional[Rules], version: 
                                         settings.bodies, settings.max_body_size, rules,
                                         ex.request_size)
     return request
+
+
+#: After the authority: what a URI may not hold (RFC 3986), or a "%" that starts no escape.
+#: httpx sends ``[]|{}^`\`` and stray "%" in paths and queries as they are (``?page[size]=10``).
+_NOT_IN_URI = re.compile(r"[^A-Za-z0-9\-._~:/?@!$&'()*+,;=%]|%(?![0-9A-Fa-f]{2})")
+
+
+def _as_uri(url: str) -> str:
+    """``url`` as a valid URI: what a library sent that a URI cannot hold, percent-encoded
+    (UTF-8) after the host (where an IPv6 address keeps its brackets). Most URLs are valid."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        rest, scheme = url, ""
+    slash = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    tail = rest[slash:]
+    if _NOT_IN_URI.search(tail) is None:
+        return url
+    tail = _NOT_IN_URI.sub(lambda found: "".join(
+        f"%{byte:02X}" for byte in found.group().encode("utf-8", "surrogateescape")), tail)
+    return f"{scheme}{sep}{rest[:slash]}{tail}"
 
 
 def _body_bytes(body: Any) -> Optional[bytes]:
