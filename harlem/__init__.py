@@ -2,6 +2,10 @@
 
 Importing ``harlem`` is cheap: every public name is loaded on first use, so that the agent
 and the ``.pth`` hook add nothing to a program's start-up until something is recorded.
+
+PYTEST_DONT_REWRITE: under the agent (``HARLEM_OUTPUT``) this package is imported before
+pytest loads harlem's plugin, which would otherwise warn that it cannot rewrite it (and stop
+a run that turns warnings into errors). Nothing here asserts.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ per test, so pytest-xdist workers never share a file.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Dict, Iterator, List, Optional
 
 _RECORDING = pytest.StashKey["_TestRecording"]()
+_DIRECTORY = pytest.StashKey[str]()
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -94,14 +96,34 @@ def har_file_name(nodeid: str) -> str:
 
 
 def _directory(config: Any) -> "Optional[str]":
-    return config.getoption("--har", default=None)
+    """``--har DIR`` as an absolute path: a test that changes the working directory and
+    does not change it back must not send its file, or later tests' files, elsewhere."""
+    return config.stash.get(_DIRECTORY, None)
 
 
 def pytest_configure(config: Any) -> None:
-    directory = _directory(config)
-    if directory is not None and (not directory.strip() or
-                                  os.path.exists(directory) and not os.path.isdir(directory)):
+    directory = config.getoption("--har", default=None)
+    if directory is None:
+        return
+    if not directory.strip() or os.path.exists(directory) and not os.path.isdir(directory):
         raise pytest.UsageError(f"--har: {directory!r} is not a folder")
+    config.stash[_DIRECTORY] = os.path.abspath(directory)
+    _prepare_builder()
+
+
+def pytest_collection_modifyitems(items: Any) -> None:
+    if any("har" in getattr(item, "fixturenames", ()) for item in items):
+        _prepare_builder()
+
+
+def _prepare_builder() -> None:
+    """Import what the builder thread would import when it builds the first entry, now, on
+    pytest's main thread before any test starts a thread. Under pytest, harlem's modules are
+    compiled through pytest's assertion rewriting (``ast``), and CPython 3.11's ``ast`` is
+    not thread-safe (gh-106905): a first import on the builder thread while another thread
+    parsed (a server thread formatting a traceback) failed with ``SystemError`` and lost that
+    batch of entries."""
+    importlib.import_module("harlem.har.build")
 
 
 @pytest.hookimpl(tryfirst=True)

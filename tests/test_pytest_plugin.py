@@ -142,3 +142,60 @@ def test_file_names_are_safe_and_unique():
     a = har_file_name("tests/test_x.py::test_a[http://x/?a=1]")
     b = har_file_name("tests/test_x.py::test_a[http://x/?a=2]")
     assert a != b and "/" not in a and ":" not in a and a.endswith(".har")
+
+
+def test_a_test_that_changes_directory_does_not_move_the_har_files(tmp_path, server):
+    """``--har hars`` is the folder where pytest was started, whatever a test does with the
+    working directory (one that does not change it back sent its file, and every later
+    test's, into its own folder)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    source = TESTS + textwrap.dedent(f'''
+        def test_goes_elsewhere():
+            os.chdir({str(elsewhere)!r})
+            requests.get(URL + "/status/500")
+            assert False
+        ''')
+    result = run_pytest(tmp_path, server.url, source, "--har", "hars")
+    assert "2 failed, 4 passed" in result.stdout, result.stdout + result.stderr
+    assert sorted(os.listdir(tmp_path / "hars")) == sorted(
+        har_file_name(f"test_traffic.py::{name}") for name in ("test_fails", "test_goes_elsewhere"))
+    assert not (elsewhere / "hars").exists()
+    assert str(tmp_path / "hars") in result.stdout  # the report names where the file is
+
+
+def test_the_builder_needs_no_import_while_tests_run(tmp_path, server):
+    """What the builder thread imports is imported before the first test, on pytest's main
+    thread: pytest compiles harlem's modules through assertion rewriting, and CPython 3.11's
+    ast is not thread-safe (a first import on the builder thread lost entries, now and then,
+    to a SystemError)."""
+    source = TESTS + textwrap.dedent('''
+        import sys
+        def test_ready(har):
+            assert "harlem.har.build" in sys.modules
+        ''')
+    for args in (("--har", "hars"), ()):  # recording every test, or the har fixture alone
+        result = run_pytest(tmp_path, server.url, source, "-k", "test_ready", *args)
+        assert "1 passed" in result.stdout, result.stdout + result.stderr
+
+
+def test_the_agent_and_the_plugin_in_one_run_give_no_warning(tmp_path, server):
+    """``HARLEM_OUTPUT`` imports harlem before pytest loads the plugin: pytest must not warn
+    that it cannot rewrite it (a run with warnings as errors stopped before any test)."""
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nfilterwarnings =\n    error::pytest.PytestAssertRewriteWarning\n")
+    (tmp_path / "test_traffic.py").write_text(textwrap.dedent('''
+        import os, requests
+        def test_one():
+            requests.get(os.environ["TARGET_URL"] + "/json")
+        '''))
+    plugin = [] if plugin_installed() else ["-p", "harlem.pytest_plugin"]
+    env = dict(os.environ, TARGET_URL=server.url, HARLEM_OUTPUT=str(tmp_path / "all.har"),
+               PYTHONPATH=os.pathsep.join([str(REPO_ROOT / "harlem_bootstrap"), str(REPO_ROOT)]))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *plugin,
+                             "test_traffic.py"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout + result.stderr
+    assert "PytestAssertRewriteWarning" not in result.stdout + result.stderr
+    assert [e["request"]["url"] for e in check_har(tmp_path / "all.har")["log"]["entries"]] == \
+        [server.url + "/json"]
