@@ -823,6 +823,16 @@ def test_cookie_parsers_on_odd_input() -> None:
     assert lone["name"] == "" and lone["value"] == "token"
     far = response_cookie("a=1; Max-Age=99999999999999", WALL)
     assert far["expires"] == "9999-12-31T23:59:59.000Z"
+    # any number of digits a server sends (past float range, past int() of a str's limit)
+    for digits in (400, 5000):
+        assert response_cookie(f"a=1; Max-Age={'9' * digits}", WALL)["expires"] == \
+            "9999-12-31T23:59:59.000Z"
+        assert response_cookie(f"a=1; Max-Age=-{'9' * digits}", WALL)["expires"] == \
+            "1970-01-01T00:00:00.000Z"
+    # a date that does not exist is no date (RFC 6265 5.1.1): a session cookie
+    assert "expires" not in response_cookie("a=1; Expires=Sat, 31 Feb 2027 10:00:00 GMT", WALL)
+    assert response_cookie("a=1; Expires=Mon, 29 Feb 2028 10:00:00 GMT", WALL)["expires"] == \
+        "2028-02-29T10:00:00.000Z"
     assert "expires" not in response_cookie("a=1; Max-Age=soon; Expires=never", WALL)
 
 

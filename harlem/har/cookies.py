@@ -67,8 +67,10 @@ def response_cookie(value: str, now: float) -> Dict[str, Any]:
             parsed = cookie_date(attr_value)
             expires = parsed if parsed is not None else expires
         elif key == "max-age" and _MAX_AGE.fullmatch(attr_value):
-            seconds = int(attr_value)
-            max_age = now + seconds if seconds > 0 else 0.0
+            # (any number of digits: past the last date a HAR can hold, it is that date)
+            seconds = int(attr_value) if len(attr_value) <= 15 else \
+                (-1 if attr_value.startswith("-") else _LAST_TIMESTAMP)
+            max_age = min(now + seconds, _LAST_TIMESTAMP) if seconds > 0 else 0.0
         elif key == "httponly":
             http_only = True
         elif key == "secure":
@@ -114,6 +116,8 @@ def cookie_date(text: str) -> Optional[float]:
     if not (1 <= day <= 31 and year >= 1601 and hour <= 23 and minute <= 59 and second <= 59):
         return None
     try:
+        if day > calendar.monthrange(year, month)[1]:  # 31 February: no such date
+            return None
         return float(calendar.timegm((year, month, day, hour, minute, second)))
     except (OverflowError, ValueError):
         return None
