@@ -220,6 +220,20 @@ def test_multipart_fields() -> None:
     assert post["_redacted"] is True
 
 
+def test_a_multipart_field_named_in_rfc_5987_form_is_found_by_its_name() -> None:
+    """aiohttp names a file part whose name is not ASCII ``name*=utf-8''cl%C3%A9_...``: the
+    field is recorded under its name and redacted by it (its content stayed in the HAR)."""
+    body = (b"--b\r\nContent-Disposition: form-data; name*=utf-8''cl%C3%A9_priv%C3%A9e; "
+            b"filename=\"key.pem\"\r\nContent-Type: text/plain\r\n\r\nhunter2-secret\r\n--b--\r\n")
+    ex = make_exchange(method="POST", request_body=body, request_headers=[
+        ("Content-Type", "multipart/form-data; boundary=b")])
+    post = build(ex, Settings.from_kwargs(redact_json_field=["cl\u00e9_priv\u00e9e"]))[
+        "request"]["postData"]
+    assert post["params"] == [{"name": "cl\u00e9_priv\u00e9e", "value": REDACTED,
+                               "fileName": "key.pem", "contentType": "text/plain"}]
+    assert "hunter2" not in post["text"] and post["_redacted"] is True
+
+
 # --- patterns --------------------------------------------------------------------------------
 
 

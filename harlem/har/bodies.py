@@ -216,9 +216,9 @@ def _multipart(result: Dict[str, Any], data: bytes, boundary: str, whole: bool,
     redacted_spans = []
     for headers, start, end in parts:
         disposition = split_params(headers.get("content-disposition", ""))[1]
-        name = disposition.get("name", "")
+        name = _disposition(disposition, "name") or ""
         param: Dict[str, Any] = {"name": name}
-        filename = _filename(disposition)
+        filename = _disposition(disposition, "filename")
         part_mime, part_codec, _ = content_type_info(headers.get("content-type", ""))
         if rules is not None and rules.is_field(name):
             redacted_spans.append((start, end))
@@ -245,12 +245,14 @@ def _multipart(result: Dict[str, Any], data: bytes, boundary: str, whole: bool,
     result["params"] = params
 
 
-def _filename(disposition: Dict[str, str]) -> Optional[str]:
-    extended = disposition.get("filename*")
+def _disposition(disposition: Dict[str, str], key: str) -> Optional[str]:
+    """A Content-Disposition parameter, its RFC 5987 form (``name*=utf-8''cl%C3%A9``, which
+    aiohttp writes for names and file names that are not ASCII) first."""
+    extended = disposition.get(key + "*")
     if extended and "''" in extended:  # RFC 5987: charset'language'percent-encoded
         charset, _, encoded = extended.partition("''")
         return clean_str(unquote(encoded, encoding=_codec(charset), errors="replace"))
-    return disposition.get("filename")
+    return disposition.get(key)
 
 
 def _split_multipart(data: bytes, boundary: bytes) -> List[Tuple[Dict[str, str], int, int]]:
