@@ -421,8 +421,11 @@ class _Batch:
                 try:
                     entry = _build.build_entry(exchange, options, partial=partial)
                 except Exception as exc:
-                    warn_once("build", "could not build a HAR entry", exc)
-                    continue
+                    warn_once("build", "could not build a HAR entry in full", exc)
+                    try:  # the entry is kept, with what cannot leak
+                        entry = _build.fallback_entry(exchange, exc)
+                    except Exception:
+                        continue
                 built[options] = entry
             self.entries.setdefault(id(exporter), (exporter, []))[1].append(entry)
 

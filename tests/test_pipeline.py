@@ -114,3 +114,28 @@ def test_two_recorders_of_one_library_into_one_exporter_give_it_each_entry_once(
         requests.get(server.url + "/json")
     assert len(exporter.model.log.entries) == 1
     assert len(other.model.log.entries) == 1
+
+
+def test_an_entry_harlem_cannot_build_in_full_is_kept_with_what_cannot_leak(server, monkeypatch,
+                                                                             capsys):
+    """A bug of harlem's in building (here: reading cookies) must not lose the entry: it is
+    kept with its time, method, URL without query and status, and a comment; no header, body
+    or query that redaction should have seen."""
+    import harlem._warn
+    from harlem.har import build
+    from tests.helpers import check_har
+
+    def broken(*args, **kwargs):
+        raise OverflowError("a bug")
+
+    monkeypatch.setattr(build, "request_cookies", broken)
+    monkeypatch.setattr(harlem._warn, "_seen", set())
+    exporter = ModelHarExporter()
+    with Recording(exporter):
+        requests.get(server.url + "/json?token=s3cret", headers={"Authorization": "Bearer s3cret"})
+    (entry,) = check_har(exporter.to_dict())["log"]["entries"]
+    assert entry["request"]["url"] == server.url + "/json"
+    assert entry["request"]["method"] == "GET" and entry["response"]["status"] == 200
+    assert "OverflowError" in entry["response"]["comment"]
+    assert "s3cret" not in str(entry)
+    assert "could not build a HAR entry in full" in capsys.readouterr().err

@@ -95,6 +95,52 @@ def build_entry(ex: Exchange, settings: Settings, partial: bool = False) -> Dict
     return entry
 
 
+#: The comment of an entry harlem could not build in full.
+FALLBACK_COMMENT = "harlem could not build this entry in full ({}): only what it could not leak"
+
+
+def fallback_entry(ex: Exchange, error: BaseException) -> Dict[str, Any]:
+    """What can be kept of an exchange :func:`build_entry` failed on (a bug of harlem's, which
+    must not lose the entry): when it began, the method, the URL without its query or
+    credentials, the status, the time. Nothing that might hold a secret (headers, bodies,
+    the query) is written, since redaction may be what failed."""
+    try:
+        parts = urlsplit(clean_str(ex.url))
+        url = f"{parts.scheme}://{parts.hostname or ''}" + \
+            (f":{parts.port}" if parts.port else "") + (parts.path or "/")
+        url = _as_uri(url)
+    except Exception:
+        url = "about:blank"
+    status = ex.status if type(ex.status) is int and 100 <= ex.status <= 999 else 0
+    try:
+        total, timings = har_timings(ex)
+    except Exception:
+        total, timings = 0.0, {"send": 0.0, "wait": 0.0, "receive": 0.0}
+    version = DEFAULT_HTTP_VERSION
+    response: Dict[str, Any] = {
+        "status": status, "statusText": "", "httpVersion": version, "cookies": [],
+        "headers": [], "content": {"size": -1 if status else 0, "mimeType": UNKNOWN_MIME},
+        "redirectURL": "", "headersSize": -1, "bodySize": -1, "_transferSize": -1,
+    }
+    if not status:
+        response["_error"] = "net::ERR_FAILED"
+    response["comment"] = FALLBACK_COMMENT.format(type(error).__name__)
+    wall = ex.wall_start if isinstance(ex.wall_start, float) else 0.0
+    return {
+        "pageref": ex.page_id if isinstance(ex.page_id, str) else DEFAULT_PAGE_ID,
+        "startedDateTime": iso_time(wall),
+        "time": total,
+        "request": {"method": clean_str(ex.method) or "GET", "url": url, "httpVersion": version,
+                    "cookies": [], "headers": [], "queryString": [], "headersSize": -1,
+                    "bodySize": -1},
+        "response": response,
+        "cache": {},
+        "timings": timings,
+        "_pid": ex.pid,
+        "_direction": ex.direction,
+    }
+
+
 def _response_started(ex: Exchange) -> bool:
     return ex.status != 0 or bool(ex.response_headers)
 
