@@ -8,7 +8,7 @@ land in it and corrupt it. Every file harlem opens is moved above 2 when it got 
 
 import os
 
-__all__ = ["above_std_streams", "open_anonymous"]
+__all__ = ["above_std_streams", "open_anonymous", "open_stream"]
 
 
 def above_std_streams(fd: int) -> int:
@@ -38,3 +38,25 @@ def open_anonymous(folder: "str | None", prefix: str) -> "object":
         os.close(fd)
         raise
     return open(fd, "w+b")
+
+
+def open_stream(path: str) -> "int | None":
+    """A write-only descriptor of ``path`` when it is a stream to write *into* (a character
+    device such as ``/dev/null``, or a named pipe), else ``None``.
+
+    harlem writes a HAR file beside its destination and renames it over it, so that no reader
+    ever sees half a file. Renamed over ``/dev/null`` (as root: a container, a CI job) or over
+    a pipe another process reads, that would replace the device or the pipe with a regular
+    file. A block device or a socket is refused.
+    """
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # nothing there (yet): a regular file will be
+        return None
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        return above_std_streams(os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)))
+    if stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+        raise OSError(f"not a file harlem writes: {path}")
+    return None

@@ -273,3 +273,62 @@ def test_show_text_with_stdout_closed_or_cut_short(tmp_path, server):
     reader.stdout.close()  # the reader is gone before the table is written
     _, stderr = reader.communicate(timeout=60)
     assert reader.returncode == 0 and b"Traceback" not in stderr, stderr
+
+
+def _device_like_dev_null(path: Path) -> bool:
+    """A private character device node of /dev/null's kind (root only), never the real one."""
+    import stat
+
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except (PermissionError, AttributeError):
+        return False
+    return True
+
+
+def test_a_device_or_a_pipe_as_output_is_written_into_not_replaced(tmp_path, server):
+    """``-o /dev/null`` (to only check the inputs) or a named pipe another process reads:
+    the file is written into it; renamed over it, it replaced the device (as root) or the
+    pipe with a regular file."""
+    import stat
+    import threading
+
+    assert run_harlem(tmp_path, "prog:fetch", "one.har", server_url=server.url).returncode == 0
+    node = tmp_path / "null"
+    commands = [["merge", "-q", "-o", str(node), "one.har"],
+                ["show", "--no-open", "-o", str(node), "one.har"],
+                ["prog:fetch", str(node)]]
+    if _device_like_dev_null(node):
+        for args in commands:
+            result = run_harlem(tmp_path, *args, server_url=server.url)
+            assert result.returncode == 0, (args, result.stderr)
+            assert stat.S_ISCHR(os.lstat(node).st_mode), args
+        agent = subprocess.run(
+            [sys.executable, "-c", "pass"], cwd=tmp_path, capture_output=True, text=True,
+            timeout=60, env=dict(os.environ, HARLEM_OUTPUT=str(node), PYTHONPATH=os.pathsep.join(
+                [str(REPO_ROOT / "harlem_bootstrap"), str(REPO_ROOT)])))
+        assert agent.returncode == 0 and stat.S_ISCHR(os.lstat(node).st_mode), agent.stderr
+        node.unlink()
+    os.mkfifo(node)
+    for args in (commands[0], commands[2]):
+        received: list = []
+        reader = threading.Thread(target=lambda: received.append(node.read_bytes()))
+        reader.start()
+        result = run_harlem(tmp_path, *args, server_url=server.url)
+        reader.join(30)
+        assert result.returncode == 0, (args, result.stderr)
+        assert stat.S_ISFIFO(os.lstat(node).st_mode), args
+        import json
+
+        assert len(check_har(json.loads(received[0]))["log"]["entries"]) == 2, args
+
+
+def test_show_refuses_to_write_its_report_over_the_har_it_shows(tmp_path, server):
+    assert run_harlem(tmp_path, "prog:fetch", "trace.har", server_url=server.url).returncode == 0
+    before = (tmp_path / "trace.har").read_bytes()
+    for output in ("trace.har", "../" + tmp_path.name + "/trace.har"):
+        result = run_harlem(tmp_path, "show", "--no-open", "-o", output, "trace.har")
+        assert result.returncode == 2
+        assert "it is the HAR file being shown" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert (tmp_path / "trace.har").read_bytes() == before

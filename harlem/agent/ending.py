@@ -62,7 +62,15 @@ def _join(opening: str, items: list, closing: str, indent: int, depth: int) -> s
 
 
 def write_empty_har(path: str, indent: "int | None" = None) -> None:
-    """Write an empty HAR at ``path`` atomically (temporary file + rename), mode 0600."""
+    """Write an empty HAR at ``path`` atomically (temporary file + rename), mode 0600; into
+    ``/dev/null`` or a named pipe as it is (see :func:`harlem._fds.open_stream`)."""
+    from .._fds import open_stream
+
+    stream = open_stream(path)
+    if stream is not None:
+        with open(stream, "wb") as file:
+            file.write(empty_har(indent))
+        return
     folder, name = os.path.split(path)
     temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)

@@ -14,7 +14,6 @@ import contextlib
 import errno
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -86,18 +85,10 @@ def _default_output(har_path: str) -> Path:
 
 def _write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically, readable and writable by the owner only."""
+    from ..exporters.files import atomic_write
+
     data = text.encode("utf-8")
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(folder))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, str(path))
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda write: write(data))
 
 
 def _has_display() -> bool:
@@ -183,6 +174,9 @@ def run(args: argparse.Namespace) -> int:
     from harlem.report.html import render_html
 
     out = Path(args.output) if getattr(args, "output", None) else _default_output(har_path)
+    with contextlib.suppress(OSError):
+        if out.exists() and out.samefile(har_path):  # one typo would lose the recording
+            return _fail("write", str(out), "it is the HAR file being shown; choose another -o")
     try:
         document = render_html(har, title=Path(har_path).name)
     except Exception as exc:  # noqa: BLE001

@@ -14,7 +14,7 @@ import tempfile
 import weakref
 from typing import IO, Any, Dict, Iterator, List, Optional, Union
 
-from .._fds import above_std_streams, open_anonymous
+from .._fds import above_std_streams, open_anonymous, open_stream
 from .base import HarExporter
 from .layout import Layout, compact_entry
 
@@ -179,8 +179,13 @@ def atomic_write(path: PathLike, writer: Any, mode: int = 0o600) -> Any:
 
     The temporary file is created exclusively (``O_EXCL``), never through a symlink, with
     ``mode``; the rename replaces a symlink planted at ``path`` instead of following it.
+    ``/dev/null`` or a named pipe is written into instead (see :func:`open_stream`).
     """
     path = os.fspath(path)
+    stream = open_stream(path)
+    if stream is not None:
+        with os.fdopen(stream, "wb", buffering=1024 * 1024) as out:
+            return writer(out.write)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
