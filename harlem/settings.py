@@ -181,6 +181,8 @@ def _patterns(value: Any) -> Tuple[str, ...]:
             re.compile(pattern)
         except re.error as exc:
             raise ValueError(f"not a regular expression: {exc}") from None
+        except (OverflowError, RecursionError) as exc:  # a{99999999999}, thousands of "("
+            raise ValueError(f"not a regular expression harlem can use: {exc}") from None
     return patterns
 
 

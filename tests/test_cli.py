@@ -104,6 +104,7 @@ def test_a_coroutine_function_is_run_and_its_result_is_the_exit_code(tmp_path, s
     (["nosuchmodule:main", "out.har"], "cannot find module 'nosuchmodule'"),
     (["prog:nosuchfunc", "out.har"], "has no attribute 'nosuchfunc'"),
     (["prog", "out.har"], "is not of the form pkg.module:func"),
+    ([".prog:fetch", "out.har"], "names a relative module"),
     (["prog:fetch", "out.har", "--indent", "two"], "--indent: invalid value 'two'"),
     (["prog:fetch", "out.har", "-b", "fork"], "--in-background: invalid value 'fork'"),
     (["prog:fetch", "out.har", "-n", "-3"], "--interval-seconds: invalid value '-3'"),

@@ -47,6 +47,7 @@ def test_three_surfaces_agree(kwargs, argv, env):
         ("indent", "two"), ("indent", "-1"), ("interval_seconds", "0"), ("interval_seconds", "x"),
         ("in_background", "fork"), ("recorders", "curl"), ("max_body_size", "lots"),
         ("redact", "maybe"), ("redact_pattern", "(unclosed"),
+        ("redact_pattern", "a{99999999999}"),  # past what re holds: OverflowError
         # past what timers and JSON writers hold: refused, not an overflow at exit
         ("indent", "99999999999999999999"), ("indent", "65"), ("join_timeout", "1e10"),
         ("interval_seconds", "1e400"), ("retention_seconds", "nan"),

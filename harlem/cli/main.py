@@ -73,6 +73,8 @@ def resolve(target: str) -> Callable[..., Any]:
     module_name, sep, attribute = target.partition(":")
     if not sep or not module_name or not attribute:
         raise TargetError(f"target: {target!r} is not of the form pkg.module:func")
+    if module_name.startswith("."):  # relative to nothing: importlib would raise TypeError
+        raise TargetError(f"target: {target!r} names a relative module; give its full name")
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as 'python -m' does
     try:
