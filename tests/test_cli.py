@@ -333,3 +333,39 @@ def test_show_refuses_to_write_its_report_over_the_har_it_shows(tmp_path, server
         assert "it is the HAR file being shown" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
         assert (tmp_path / "trace.har").read_bytes() == before
+
+
+def _deep_har(depth: int) -> dict:
+    """A valid HAR whose entry holds a chain of ``depth`` Chrome ``_initiator`` parents."""
+    stack: dict = {"callFrames": []}
+    for _ in range(depth):
+        stack = {"description": "Promise.then", "callFrames": [], "parent": stack}
+    entry = {"startedDateTime": "2024-01-01T00:00:00.000Z", "time": 1,
+             "request": {"method": "GET", "url": "https://example.com/", "httpVersion": "HTTP/1.1",
+                         "cookies": [], "headers": [], "queryString": [], "headersSize": -1,
+                         "bodySize": 0},
+             "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                          "cookies": [], "headers": [],
+                          "content": {"size": 0, "mimeType": "text/plain"}, "redirectURL": "",
+                          "headersSize": -1, "bodySize": 0},
+             "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0},
+             "_initiator": {"type": "script", "stack": stack}}
+    return {"log": {"version": "1.2", "creator": {"name": "chrome", "version": "1"},
+                    "pages": [], "entries": [entry]}}
+
+
+def test_deeply_nested_hars_are_merged_or_refused_in_one_line(tmp_path):
+    """A long chain of Chrome initiator parents: merged past orjson's 255 levels; past what
+    JSON readers take, one line and exit 2 from merge and repair (they were tracebacks)."""
+    import json
+
+    (tmp_path / "deep300.har").write_text(json.dumps(_deep_har(300)))
+    merged = run_harlem(tmp_path, "merge", "-q", "-o", "out.har", "deep300.har")
+    assert merged.returncode == 0, merged.stderr
+    (entry,) = json.loads((tmp_path / "out.har").read_text())["log"]["entries"]
+    assert entry["_initiator"] == _deep_har(300)["log"]["entries"][0]["_initiator"]
+    (tmp_path / "deep1100.har").write_text(json.dumps(_deep_har(1100)))
+    for args in (["merge", "-o", "out2.har", "deep1100.har"], ["repair", "deep1100.har"]):
+        result = run_harlem(tmp_path, *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

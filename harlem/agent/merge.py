@@ -51,7 +51,9 @@ def read_har(path: str) -> Dict[str, Any]:
     data = data.removeprefix(codecs.BOM_UTF8)  # some tools save HAR files with one
     try:
         document = orjson.loads(data)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc).lower() or "recursion" in str(exc).lower():
+            raise MergeError(path, "its JSON is nested too deeply to read") from None
         try:
             document = orjson.loads(repair(data)[0])
         except RepairError:
@@ -61,6 +63,21 @@ def read_har(path: str) -> Dict[str, Any]:
             or not _objects(log.get("pages", [])):
         raise MergeError(path, "not a HAR file")
     return document
+
+
+def _dumps(entry: Dict[str, Any], path: str) -> bytes:
+    """``entry`` as JSON: orjson stops at 255 levels of nesting (a long chain of Chrome's
+    ``_initiator`` parents), where Python's json module goes on."""
+    try:
+        return orjson.dumps(entry)
+    except TypeError:
+        import json
+
+        try:
+            return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode(
+                "utf-8", "surrogatepass")
+        except (RecursionError, ValueError, TypeError):
+            raise MergeError(path, "an entry is nested too deeply to write") from None
 
 
 def _objects(items: Any) -> bool:
@@ -99,7 +116,7 @@ def merge_files(inputs: Sequence[str], output: str, indent: Optional[int] = None
                     continue
                 if renamed and entry.get("pageref") in renamed:
                     entry["pageref"] = renamed[entry["pageref"]]
-                data = orjson.dumps(entry)
+                data = _dumps(entry, path)
                 digest = hashlib.blake2b(data, digest_size=16).digest()
                 if digest in seen:  # the same entry again: an input given twice, a merge rerun
                     continue

@@ -160,7 +160,7 @@ def repair(data: bytes) -> "tuple[bytes, int]":
         position = _skip_space(text, position)
         try:
             entry, end = decoder.raw_decode(text, position)
-        except ValueError:
+        except (ValueError, RecursionError):  # (RecursionError: nested too deeply to read)
             break
         if not isinstance(entry, dict) or not entry:
             break
