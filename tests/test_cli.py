@@ -369,3 +369,30 @@ def test_deeply_nested_hars_are_merged_or_refused_in_one_line(tmp_path):
         result = run_harlem(tmp_path, *args)
         assert result.returncode == 2, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_a_bad_variable_beside_harlem_output_is_said_once_by_the_command(tmp_path, server):
+    """With HARLEM_OUTPUT exported, the agent in harlem's own command also failed on a bad
+    HARLEM_* value and warned at exit: a second line (and a warning from `harlem show`, which
+    reads no settings). A blank HARLEM_OUTPUT is not the `harlem` command's output either."""
+    assert run_harlem(tmp_path, "prog:fetch", "a.har", server_url=server.url).returncode == 0
+    bad = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT / "harlem_bootstrap"),
+                                                       str(REPO_ROOT)]),
+               TARGET_URL=server.url, HARLEM_OUTPUT=str(tmp_path / "shell.har"),
+               HARLEM_INDENT="wide")
+    commands = {"fn": ([sys.executable, "-m", "harlem", "prog:fetch", "b.har"], 2),
+                "run": ([sys.executable, "-m", "harlem.cli.run", "-o", "c.har", "--",
+                         sys.executable, "-c", "pass"], 2),
+                "show": ([sys.executable, "-m", "harlem", "show", "--text", "a.har"], 0)}
+    for name, (command, code) in commands.items():
+        result = subprocess.run(command, cwd=tmp_path, env=bad, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == code, (name, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == (1 if code else 0), (name, lines)
+        assert all("HARLEM_INDENT: invalid value 'wide'" in line for line in lines), lines
+    blank = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TARGET_URL=server.url, HARLEM_OUTPUT=" ")
+    result = subprocess.run([sys.executable, "-m", "harlem", "prog:fetch", "d.har", "-q"],
+                            cwd=tmp_path, env=blank, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert len(check_har(tmp_path / "d.har")["log"]["entries"]) == 2

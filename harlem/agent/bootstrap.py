@@ -259,6 +259,7 @@ def stand_down() -> None:
     """
     global _agent
     agent, _agent = _agent, None
+    atexit.unregister(_warn)  # a bad HARLEM_* value: the command says it itself, once
     if agent is None:
         return
     atexit.unregister(agent.finish)

@@ -99,7 +99,11 @@ def run(args: Any) -> Any:
     from ..recording import Recording, file_exporter
 
     try:
-        settings = Settings.from_args(args, os.environ).replace(output=args.output)
+        # (the output is the positional argument: a HARLEM_OUTPUT left in the shell is not it)
+        from ..agent.bootstrap import OUTPUT_VARIABLE
+
+        environ = {k: v for k, v in os.environ.items() if k != OUTPUT_VARIABLE}
+        settings = Settings.from_args(args, environ).replace(output=args.output)
     except SettingsError as exc:
         return fail(PROG, str(exc))
     try:
