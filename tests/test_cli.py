@@ -396,3 +396,19 @@ def test_a_bad_variable_beside_harlem_output_is_said_once_by_the_command(tmp_pat
                             cwd=tmp_path, env=blank, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert len(check_har(tmp_path / "d.har")["log"]["entries"]) == 2
+
+
+def test_a_lone_surrogate_escape_from_another_tool_is_read(tmp_path):
+    """A browser that cut a body inside an emoji writes "\\ud83d" alone: valid JSON that
+    orjson refuses. show and merge read it, the half character as U+FFFD."""
+    import json
+
+    har = _deep_har(0)
+    har["log"]["entries"][0]["response"]["content"]["text"] = "cut \ud83d"
+    (tmp_path / "cut.har").write_text(json.dumps(har))  # ASCII, with the escape
+    shown = run_harlem(tmp_path, "show", "--text", "cut.har")
+    assert shown.returncode == 0, shown.stderr
+    merged = run_harlem(tmp_path, "merge", "-q", "-o", "out.har", "cut.har")
+    assert merged.returncode == 0, merged.stderr
+    (entry,) = json.loads((tmp_path / "out.har").read_text("utf-8"))["log"]["entries"]
+    assert entry["response"]["content"]["text"] == "cut \ufffd"

@@ -28,6 +28,7 @@ import orjson
 from .._fds import open_anonymous
 from ..exporters.files import atomic_write
 from ..exporters.layout import Layout, RepairError, repair
+from ..har.lenient import loads
 from ..pipeline import DEFAULT_PAGE_ID
 
 __all__ = ["MergeError", "merge_files", "read_har"]
@@ -50,7 +51,7 @@ def read_har(path: str) -> Dict[str, Any]:
         raise MergeError(path, exc.strerror or str(exc)) from None
     data = data.removeprefix(codecs.BOM_UTF8)  # some tools save HAR files with one
     try:
-        document = orjson.loads(data)
+        document = loads(data)
     except orjson.JSONDecodeError as exc:
         if "depth" in str(exc).lower() or "recursion" in str(exc).lower():
             raise MergeError(path, "its JSON is nested too deeply to read") from None
@@ -74,8 +75,7 @@ def _dumps(entry: Dict[str, Any], path: str) -> bytes:
         import json
 
         try:
-            return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode(
-                "utf-8", "surrogatepass")
+            return json.dumps(entry, separators=(",", ":")).encode("ascii")
         except (RecursionError, ValueError, TypeError):
             raise MergeError(path, "an entry is nested too deeply to write") from None
 

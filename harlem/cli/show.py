@@ -61,12 +61,12 @@ def _reason(exc: BaseException) -> str:
 
 
 def _read_har(path: str) -> Any:
-    import orjson
+    from ..har.lenient import loads
 
     with open(path, "rb") as f:
         data = f.read()
     data = data.removeprefix(codecs.BOM_UTF8)  # some tools save HAR files with one
-    har = orjson.loads(data)
+    har = loads(data)
     if not isinstance(har, dict) or not isinstance(har.get("log"), dict):
         raise ValueError('not a HAR file (no "log" object)')
     if not isinstance(har["log"].get("entries", []), list):

@@ -1,0 +1,45 @@
+"""Reading HAR files other tools wrote, which JSON parsers do not all agree on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["loads"]
+
+
+def loads(data: bytes) -> Any:
+    """``data`` parsed as JSON, with lone UTF-16 surrogate escapes read as U+FFFD.
+
+    A browser that cuts a body in the middle of an emoji can write ``"\\ud83d"`` alone: valid
+    JSON text, which Python's ``json`` and browsers read, but not a Unicode string, so
+    ``orjson`` refuses the whole file. Such files are read with ``json`` and each string is
+    made valid (the half character becomes U+FFFD); any other error is ``orjson``'s.
+    """
+    import orjson
+
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if "surrogate" not in str(exc):
+            raise
+        import json
+
+        try:
+            document = json.loads(data)
+        except ValueError:
+            raise exc from None
+        return _valid(document)
+
+
+def _valid(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, list):
+        return [_valid(item) for item in value]
+    if isinstance(value, dict):
+        return {_valid(key): _valid(item) for key, item in value.items()}
+    return value
