@@ -412,3 +412,12 @@ def test_a_lone_surrogate_escape_from_another_tool_is_read(tmp_path):
     assert merged.returncode == 0, merged.stderr
     (entry,) = json.loads((tmp_path / "out.har").read_text("utf-8"))["log"]["entries"]
     assert entry["response"]["content"]["text"] == "cut \ufffd"
+
+
+def test_repair_reads_a_valid_har_with_a_byte_order_mark(tmp_path, server):
+    assert run_harlem(tmp_path, "prog:fetch", "a.har", server_url=server.url).returncode == 0
+    marked = b"\xef\xbb\xbf" + (tmp_path / "a.har").read_bytes()
+    (tmp_path / "a.har").write_bytes(marked)
+    result = run_harlem(tmp_path, "repair", "a.har")
+    assert result.returncode == 0 and "already valid (2 entries)" in result.stderr, result.stderr
+    assert (tmp_path / "a.har").read_bytes() == marked

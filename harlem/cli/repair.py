@@ -6,6 +6,7 @@ this cuts the file back to the last complete entry. The file is replaced atomica
 
 from __future__ import annotations
 
+import codecs
 import sys
 from typing import Any
 
@@ -32,6 +33,7 @@ def run(args: Any) -> int:
             data = source.read()
     except OSError as exc:
         return fail("harlem repair", f"cannot read {args.har!r}: {exc.strerror or exc}")
+    data = data.removeprefix(codecs.BOM_UTF8)  # some tools save HAR files with one
     try:
         repaired, entries = repair(data)
     except RepairError as exc:
