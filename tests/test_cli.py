@@ -355,8 +355,9 @@ def _deep_har(depth: int) -> dict:
 
 
 def test_deeply_nested_hars_are_merged_or_refused_in_one_line(tmp_path):
-    """A long chain of Chrome initiator parents: merged past orjson's 255 levels; past what
-    JSON readers take, one line and exit 2 from merge and repair (they were tracebacks)."""
+    """A long chain of Chrome initiator parents: merged past what orjson reads and writes
+    (255 levels, fewer in old releases); past what any JSON reader here takes, one line and
+    exit 2 from merge and repair (they were tracebacks)."""
     import json
 
     (tmp_path / "deep300.har").write_text(json.dumps(_deep_har(300)))
@@ -364,11 +365,19 @@ def test_deeply_nested_hars_are_merged_or_refused_in_one_line(tmp_path):
     assert merged.returncode == 0, merged.stderr
     (entry,) = json.loads((tmp_path / "out.har").read_text())["log"]["entries"]
     assert entry["_initiator"] == _deep_har(300)["log"]["entries"][0]["_initiator"]
-    (tmp_path / "deep1100.har").write_text(json.dumps(_deep_har(1100)))
-    for args in (["merge", "-o", "out2.har", "deep1100.har"], ["repair", "deep1100.har"]):
+    # (written by hand: json.dumps cannot write it either)
+    deep = '{"description":"Promise.then","callFrames":[],"parent":' * 50_000 + \
+        '{"callFrames":[]}' + "}" * 50_000
+    (tmp_path / "deep.har").write_text(json.dumps(_deep_har(0)).replace(
+        '{"callFrames": []}', deep))
+    before = (tmp_path / "deep.har").read_bytes()
+    for args in (["merge", "-o", "out2.har", "deep.har"], ["repair", "deep.har"]):
         result = run_harlem(tmp_path, *args)
         assert result.returncode == 2, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert (tmp_path / "deep.har").read_bytes() == before  # repair cut no entry it cannot read
+    repaired = run_harlem(tmp_path, "repair", "deep300.har")
+    assert repaired.returncode == 0 and "already valid (1 entries)" in repaired.stderr
 
 
 def test_a_bad_variable_beside_harlem_output_is_said_once_by_the_command(tmp_path, server):

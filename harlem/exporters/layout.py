@@ -140,8 +140,10 @@ def repair(data: bytes) -> "tuple[bytes, int]":
     """
     import orjson as _orjson
 
+    from ..har.lenient import loads
+
     try:
-        document = _orjson.loads(data)
+        document = loads(data)
     except ValueError:
         pass
     else:
@@ -160,8 +162,10 @@ def repair(data: bytes) -> "tuple[bytes, int]":
         position = _skip_space(text, position)
         try:
             entry, end = decoder.raw_decode(text, position)
-        except (ValueError, RecursionError):  # (RecursionError: nested too deeply to read)
+        except ValueError:
             break
+        except RecursionError:  # whole, maybe, but unreadable here: cut nothing
+            raise RepairError("an entry is nested too deeply to read; left as it is") from None
         if not isinstance(entry, dict) or not entry:
             break
         cut, count = end, count + 1

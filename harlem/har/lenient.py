@@ -8,27 +8,32 @@ __all__ = ["loads"]
 
 
 def loads(data: bytes) -> Any:
-    """``data`` parsed as JSON, with lone UTF-16 surrogate escapes read as U+FFFD.
+    """``data`` parsed as JSON, with lone UTF-16 surrogate escapes read as U+FFFD, and nested
+    deeper than ``orjson`` reads.
 
     A browser that cuts a body in the middle of an emoji can write ``"\\ud83d"`` alone: valid
     JSON text, which Python's ``json`` and browsers read, but not a Unicode string, so
-    ``orjson`` refuses the whole file. Such files are read with ``json`` and each string is
-    made valid (the half character becomes U+FFFD); any other error is ``orjson``'s.
+    ``orjson`` refuses the whole file. A long chain of Chrome's ``_initiator`` parents can
+    be deeper than ``orjson`` goes (a few hundred levels, fewer in older releases). Such files
+    are read with ``json`` (each string made valid: the half character becomes U+FFFD); any
+    other error, or one ``json`` has too, is ``orjson``'s.
     """
     import orjson
 
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        if "surrogate" not in str(exc):
+        reason = str(exc).lower()
+        surrogate = "surrogate" in reason
+        if not surrogate and "depth" not in reason and "recursion" not in reason:
             raise
         import json
 
         try:
             document = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise exc from None
-        return _valid(document)
+        return _valid(document) if surrogate else document
 
 
 def _valid(value: Any) -> Any:
