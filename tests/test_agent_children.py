@@ -366,3 +366,29 @@ def test_retention_applies_to_the_children_too(tmp_path, server):
     assert result.returncode == 0, result.stderr
     assert tags(check_har(out)) == {"top-late=0": 1}
     assert "(retention: the last 2 s)" in result.stderr
+
+
+def test_a_child_that_takes_the_wakeup_descriptor_finds_it_free(tmp_path, server):
+    """harlem watches SIGTERM in child processes through Python's wakeup descriptor; a program
+    or event loop that sets its own (trio warns, and fails under -W error, when it finds one
+    taken) must see none before its own, as without harlem. The child still records."""
+    child = write_program(tmp_path, REQUESTS, """
+        import os, signal
+        fetch(1, "child")  # (its HTTP library imported: harlem watches from now on)
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        print(signal.set_wakeup_fd(write_end), signal.set_wakeup_fd(-1) == write_end)
+        fetch(2, "child")
+    """, name="child.py")
+    app = write_program(tmp_path, REQUESTS, f"""
+        import subprocess
+        fetch(1, "top")
+        done = subprocess.run([sys.executable, {str(child)!r}, URL], timeout=60,
+                              capture_output=True, text=True)
+        print(done.returncode, done.stdout.strip(), done.stderr.strip())
+    """)
+    out = tmp_path / "out.har"
+    result = run([sys.executable, str(app), server.url], agent_env(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0 -1 True", result.stdout
+    assert tags(check_har(out)) == {"top=0": 1, "child=0": 2, "child=1": 1}

@@ -182,6 +182,35 @@ def watch() -> None:
     from .._threads import start_daemon
 
     start_daemon(lambda: _redeliver(read_end, main), "harlem-signals")
+    import signal
+
+    signal.set_wakeup_fd = _program_wakeup_fd
+
+
+def _program_wakeup_fd(fd: int, **options: "object") -> int:
+    """``signal.set_wakeup_fd`` while harlem watches: the program (or its event loop) takes
+    the descriptor, and sees what it would without harlem: none before its own (trio warns,
+    and under ``-W error`` fails, when it finds one)."""
+    previous = _signal.set_wakeup_fd(fd, **options)
+    if _watch is None or previous != _watch[1]:
+        return previous
+    _stop_watching()
+    return -1
+
+
+def _stop_watching() -> None:
+    """Close harlem's pipe (its reading thread ends) and give ``signal`` its own function."""
+    global _watch
+    import signal
+
+    if signal.set_wakeup_fd is _program_wakeup_fd:
+        signal.set_wakeup_fd = _signal.set_wakeup_fd
+    if _watch is not None:
+        try:
+            os.close(_watch[1])
+        except OSError:
+            pass
+        _watch = None
 
 
 def _redeliver(read_end: int, main: int) -> None:
@@ -193,7 +222,8 @@ def _redeliver(read_end: int, main: int) -> None:
             numbers = set(os.read(read_end, 512))
         except OSError:
             return
-        if not numbers:
+        if not numbers:  # the write end closed: harlem no longer watches
+            os.close(read_end)
             return
         for number in numbers:
             if sent.get(number, 0) >= 3 or _signal.getsignal(number) not in _handlers:
@@ -205,19 +235,17 @@ def _redeliver(read_end: int, main: int) -> None:
 
 def forget_watch() -> None:
     """In a forked child: the pipe is the parent's, and its reading thread did not follow."""
-    global _watch
     if _watch is None:
         return
     try:
         _signal.set_wakeup_fd(-1)
     except ValueError:
         pass
-    for end in _watch:
-        try:
-            os.close(end)
-        except OSError:
-            pass
-    _watch = None
+    try:
+        os.close(_watch[0])
+    except OSError:
+        pass
+    _stop_watching()
 
 
 def die(signum: int) -> None:
