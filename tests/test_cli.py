@@ -42,6 +42,13 @@ def waits():
     for _ in range(1200):  # short sleeps: a signal is handled once back in Python
         time.sleep(0.05)
 
+def forks():
+    requests.get(URL + "/json")
+    if os.fork() == 0:  # the child returns from the function too
+        requests.get(URL + "/text")
+        return
+    os.wait()
+
 async def coroutine():
     requests.get(URL + "/json")
     return 3
@@ -430,3 +437,13 @@ def test_repair_reads_a_valid_har_with_a_byte_order_mark(tmp_path, server):
     result = run_harlem(tmp_path, "repair", "a.har")
     assert result.returncode == 0 and "already valid (2 entries)" in result.stderr, result.stderr
     assert (tmp_path / "a.har").read_bytes() == marked
+
+
+def test_a_process_the_function_forks_prints_no_summary(tmp_path, server):
+    """The child ends through the same code as the parent, but records nothing and writes
+    nothing: "harlem: 0 entries -> out.har" from it was untrue (and a second summary)."""
+    result = run_harlem(tmp_path, "prog:forks", "out.har", server_url=server.url)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("entr") == 1, result.stderr
+    assert "harlem: 1 entry" in result.stderr
+    assert len(check_har(tmp_path / "out.har")["log"]["entries"]) == 1

@@ -144,9 +144,12 @@ def _stopper(recording: Any, settings: Settings) -> Callable[[], None]:
     would swallow that, and the program would go on where it would have died): it exports
     where it is."""
 
+    pid = os.getpid()
+
     def stop() -> None:
         recording.stop()
-        if not settings.quiet and not recording.export_failed:
+        # (a process the function forked ends here too: it wrote nothing, so it says nothing)
+        if not settings.quiet and not recording.export_failed and os.getpid() == pid:
             sys.stderr.write(recording.summary(settings.output) + "\n")
 
     return stop
