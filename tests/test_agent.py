@@ -521,6 +521,36 @@ def test_a_top_that_execs_a_program_that_does_not_record_leaves_its_file(tmp_pat
     assert len(entries(check_har(out))) == 2
 
 
+@pytest.mark.parametrize("call", ["os.execv(bad, [bad])", "os.execve(bad, [bad], os.environ)"])
+def test_a_failed_exec_leaves_the_program_recording(tmp_path, server, call):
+    """The exec fails (an executable whose interpreter is missing) and the program goes on:
+    the file was written for the exec, and what follows is recorded too, into the same file,
+    in a child process's part as well."""
+    bad = tmp_path / "bad.sh"
+    bad.write_text("#!/nonexistent/interpreter\n")
+    bad.chmod(0o755)
+    body = f"""
+        import os
+        bad = {str(bad)!r}
+        try:
+            {call}
+        except OSError:
+            fetch(2, 'after')
+    """
+    child = write_program(tmp_path, REQUESTS, "fetch(1, 'child')", body, name="child.py")
+    app = write_program(tmp_path, REQUESTS, "fetch(1, 'before')", body, f"""
+        import subprocess
+        subprocess.run([sys.executable, {str(child)!r}, URL], check=True)
+    """)
+    out = tmp_path / "out.har"
+    result = run([sys.executable, str(app), server.url], agent_env(out))
+    assert result.returncode == 0, result.stderr
+    assert sorted(url.rsplit("?", 1)[1] for url in urls(check_har(out))) == [
+        "after=0", "after=0", "after=1", "after=1", "before=0", "child=0"]
+    assert not (tmp_path / "out.har.parts").exists()
+    assert result.stderr.strip().splitlines()[-1].startswith("harlem: 6 entries")
+
+
 def test_a_program_that_runs_another_with_its_own_output_gives_two_files(tmp_path, server):
     child = write_program(tmp_path, REQUESTS, "fetch(1, 'inner')", name="child.py")
     app = write_program(tmp_path, REQUESTS, "fetch(1, 'outer')", f"""

@@ -137,6 +137,25 @@ class Agent:
             environ[EXEC_OUTPUT_VARIABLE] = self.output
         return environ
 
+    def after_failed_exec(self) -> None:
+        """The exec failed (``OSError``) and the program goes on: what was written stays, and
+        recording starts again, from the same libraries. The top's file becomes a finished
+        part, merged back into it with what follows at the exit, as after an exec that worked
+        (:func:`.children.adopt`)."""
+        self.recording = None
+        self.ending = ExportOnce(self._export)
+        try:
+            if self.is_top:
+                from .children import adopt
+
+                adopt(self.output)
+        except Exception as exc:
+            _warn("agent-exec", "not recording after a failed exec", exc)
+            return
+        for module in self.triggers:  # the libraries imported so far
+            if module in sys.modules:
+                self.library_imported(module)
+
     def _last_words(self, counts: "Optional[Tuple[int, int]]") -> None:
         """The top's summary line; first an empty HAR if nothing was recorded nor merged.
 
@@ -313,11 +332,21 @@ def _execv(path: "Any", argv: "Any") -> "NoReturn":
         _real_execv(path, argv)
     finally:  # only when the exec failed: the program goes on, its environment as it was
         os.environ.pop(EXEC_OUTPUT_VARIABLE, None)
+        _after_failed_exec()
 
 
 def _execve(path: "Any", argv: "Any", env: "Any") -> "NoReturn":
     """``os.execve`` (and through it ``execle``, ``execlpe``, ``execvpe``), after the export."""
-    _real_execve(path, argv, _before_exec(path, env))
+    try:
+        _real_execve(path, argv, _before_exec(path, env))
+    finally:
+        _after_failed_exec()
+
+
+def _after_failed_exec() -> None:
+    agent = _agent
+    if agent is not None and agent.ending.done:  # (written for this exec: record again)
+        agent.after_failed_exec()
 
 
 def _before_exec(path: "Any", environ: "Any") -> "Any":
