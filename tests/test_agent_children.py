@@ -392,3 +392,41 @@ def test_a_child_that_takes_the_wakeup_descriptor_finds_it_free(tmp_path, server
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0 -1 True", result.stdout
     assert tags(check_har(out)) == {"top=0": 1, "child=0": 2, "child=1": 1}
+
+
+def test_a_signal_to_the_whole_process_group_keeps_the_childrens_entries(tmp_path, server):
+    """SIGTERM to the group (``timeout``, a closed terminal, a stopped service) while the top
+    waits for its children: all export at once, and the top merged only the parts already
+    finished; the others stayed in the parts folder (in about half the runs). The top now
+    gives them a moment."""
+    import os
+    import subprocess
+
+    child = write_program(tmp_path, REQUESTS, """
+        import time
+        fetch(1, "child")
+        print("ready", flush=True)
+        time.sleep(60)
+    """, name="child.py")
+    app = write_program(tmp_path, REQUESTS, f"""
+        import subprocess
+        fetch(1, "top")
+        kids = [subprocess.Popen([sys.executable, {str(child)!r}, URL], stdout=subprocess.PIPE,
+                                 text=True) for _ in range(2)]
+        for kid in kids:
+            kid.stdout.readline()
+        print("ready", flush=True)
+        for kid in kids:
+            kid.wait()
+    """)
+    for trial in range(2):
+        out = tmp_path / f"out{trial}.har"
+        process = subprocess.Popen([sys.executable, str(app), server.url], env=agent_env(out),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)
+        assert process.stdout.readline().strip() == "ready"
+        os.killpg(process.pid, signal.SIGTERM)
+        process.communicate(timeout=TIMEOUT)
+        assert process.returncode == -signal.SIGTERM
+        assert tags(check_har(out)) == {"top=0": 1, "child=0": 2}, trial
+        assert not (tmp_path / f"out{trial}.har.parts").exists()

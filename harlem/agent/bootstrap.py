@@ -52,6 +52,10 @@ _real_execv = os.execv
 _real_execve = os.execve
 
 
+#: How long the top, ended by a signal, waits for its children's parts (see Agent.on_signal).
+PARTS_WAIT_SECONDS = 2.0
+
+
 class Agent:
     """One process's recording, created lazily and finished once, whatever the ending."""
 
@@ -68,6 +72,8 @@ class Agent:
         self.broken = False
         #: What :func:`stand_down` undoes: the signal handlers and the post-import finder.
         self.installed: "Tuple[Any, ...]" = ()
+        #: True once a terminating signal ends this process (see :meth:`on_signal`).
+        self.signalled = False
         from ..settings import KNOWN_RECORDERS, trigger_modules
 
         self.triggers: "Dict[str, str]" = trigger_modules(settings.recorders or KNOWN_RECORDERS)
@@ -107,6 +113,14 @@ class Agent:
         """Export what this process recorded: the HAR file (top) or the part (child). Once."""
         self.ending.run()
 
+    def on_signal(self, signum: int) -> bool:
+        """The signal handlers' way in: to the ending of the moment (a forked child and a
+        failed exec start a new one). A signal often reaches a whole process group (a closed
+        terminal, ``timeout``, a service stopped): the top then gives its children, exporting
+        at the same moment, a moment to finish their parts before it merges them."""
+        self.signalled = True
+        return self.ending.on_signal(signum)
+
     def _export(self) -> None:
         if self.broken and self.recording is None:
             return  # its warning said so already: no second one for the same file
@@ -116,7 +130,8 @@ class Agent:
                     parts_folder(self.output))):
                 from .children import finish
 
-                counts = finish(self.recording, self.settings, self.is_top)
+                counts = finish(self.recording, self.settings, self.is_top,
+                                wait_for_parts=PARTS_WAIT_SECONDS if self.signalled else 0.0)
             failed = self.recording is not None and self.recording.export_failed
             if self.is_top and not failed:  # (the failure was said: no success line)
                 self._last_words(counts)
@@ -262,7 +277,7 @@ def _start(environ: "Any") -> "Optional[Agent]":
     os._exit = _exit
     os.execv, os.execve = _execv, _execve
     try:
-        restore_signals = signals.install(agent.ending.on_signal)
+        restore_signals = signals.install(agent.on_signal)
     except ValueError:  # activated from a thread: signals can only be handled in the main one
         restore_signals = None
     agent.installed = (restore_signals, hooks.install(agent.triggers, agent.library_imported))

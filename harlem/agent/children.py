@@ -117,9 +117,10 @@ def new_recording(settings: Settings, top: bool) -> Recording:
     return Recording(exporter, settings).start(libraries=False)
 
 
-def finish(recording: Optional[Recording], settings: Settings,
-           top: bool) -> Optional[Tuple[int, int]]:
-    """Write this process's file; the top also merges the finished parts into it.
+def finish(recording: Optional[Recording], settings: Settings, top: bool,
+           wait_for_parts: float = 0.0) -> Optional[Tuple[int, int]]:
+    """Write this process's file; the top also merges the finished parts into it, after
+    waiting up to ``wait_for_parts`` seconds for the parts still being written.
 
     Returns the top's ``(entries, failed entries)``, or None when it has no file to show:
     nothing recorded and nothing merged.
@@ -129,6 +130,8 @@ def finish(recording: Optional[Recording], settings: Settings,
         recording.stop()
     if not top:
         return None
+    if wait_for_parts:
+        _wait_for_parts(parts_folder(_output(settings)), wait_for_parts)
     merged = merge_parts(_output(settings), settings.indent, with_output=recording is not None,
                          retention_seconds=settings.retention_seconds)
     if merged is None and recording is not None:
@@ -176,6 +179,40 @@ def merge_parts(output: str, indent: Optional[int] = None, with_output: bool = T
     except OSError:  # parts of children still running, or left out
         pass
     return counts
+
+
+def _wait_for_parts(folder: str, seconds: float) -> None:
+    """For at most ``seconds``: until this process's children have ended (a child opens its
+    part only once it has entries, maybe while it exports) and no part in ``folder`` is
+    still being written (its process finished it or is gone)."""
+    deadline = time.monotonic() + seconds
+    children = _children_of(os.getpid())
+    while time.monotonic() < deadline:
+        children = {pid for pid in children if _alive(pid)}
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            names = []
+        if not children and all(_is_finished(name) for name in names
+                                if re.fullmatch(_PART_NAME, name)):
+            return
+        time.sleep(0.02)
+
+
+def _children_of(pid: int) -> "set[int]":
+    """The processes ``pid`` started, as Linux lists them (none where it does not)."""
+    found: "set[int]" = set()
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/children") as listed:
+                found.update(int(child) for child in listed.read().split())
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 def _is_finished(name: str) -> bool:
