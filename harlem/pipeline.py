@@ -438,7 +438,7 @@ class _Batch:
             for exporter, batch in entries.values():
                 try:
                     exporter.add_entries(batch)
-                except Exception as exc:
+                except BaseException as exc:  # (sys.exit in one exporter: not the others')
                     name = _name_of(exporter)
                     warn_once(f"export-{name}", f"{name} could not export an entry", exc)
         finally:
@@ -456,7 +456,7 @@ def _deliver_page(page: dict, exporters: List["HarExporter"]) -> None:
         sent.add(page["id"])
         try:
             exporter.add_page(page)
-        except Exception as exc:
+        except BaseException as exc:
             name = _name_of(exporter)
             warn_once(f"export-page-{name}", f"{name} could not export a page", exc)
 

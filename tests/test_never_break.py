@@ -300,7 +300,7 @@ def test_a_base_exception_in_an_exporter_never_blocks_later_requests(server, war
         worker.join(TIMEOUT)
     assert not blocked, "the program's requests were blocked by harlem"
     assert done == [0, 1, 2, 3]
-    warnings.assert_each_once("could not record an HTTP exchange")
+    warnings.assert_each_once("_BailingExporter could not export an entry")
 
 
 def test_a_failing_recorder_hook_is_one_warning(tmp_path, server, warnings, monkeypatch):

@@ -136,9 +136,11 @@ class BackgroundThreadHarExporter(_Wrapper):
                 return
 
     def _run(self) -> None:
+        # BaseException throughout: an exporter calling sys.exit (SystemExit) would otherwise
+        # end this thread without a word, and its file would never be written.
         try:
             self.exporter.start()
-        except Exception as exc:  # (checked before the thread started: its folder went since)
+        except BaseException as exc:  # (checked before the thread started: its folder went since)
             self._stop_error = exc  # what the recording's end says: nothing is written
             return
         while True:
@@ -146,12 +148,12 @@ class BackgroundThreadHarExporter(_Wrapper):
             if method == "stop":
                 try:
                     self.exporter.stop()
-                except Exception as exc:
+                except BaseException as exc:
                     self._stop_error = exc
                 return
             try:
                 getattr(self.exporter, method)(argument)
-            except Exception as exc:
+            except BaseException as exc:
                 warn_once(f"thread-{method}", f"{type(self.exporter).__name__}.{method} failed", exc)
 
     def add_page(self, page: Dict[str, Any]) -> None:
@@ -203,13 +205,21 @@ class BackgroundProcessHarExporter(_Wrapper):
         self._lost = False
         exporter = pickle.dumps(self.exporter)  # before the process: an exporter that cannot
         # be pickled raises here, and leaves no process behind
-        # No HARLEM_* variables: the export process must not record itself.
+        # No HARLEM_* variables: the export process must not record itself. It imports what
+        # the program can (an exporter class of the program's own, next to its script): harlem,
+        # then the program's sys.path.
         env = {k: v for k, v in os.environ.items() if not k.startswith("HARLEM_")}
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        paths = [package_root] + [os.path.abspath(p or os.curdir) for p in sys.path]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        # A session of its own: Ctrl-C in a terminal, a closed terminal and a stopped service
+        # signal the program's whole process group, and this process would die with what it
+        # was not yet sent. It ends when its parent closes the pipe (at the recording's stop,
+        # or when the parent dies), having written what it has.
         self._process = subprocess.Popen(
             [sys.executable, "-m", "harlem.exporters.process_child"], bufsize=0,
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, close_fds=True,
+            start_new_session=True,
         )
         self._send(b"X", exporter)
 
@@ -247,7 +257,8 @@ class BackgroundProcessHarExporter(_Wrapper):
         else:
             if status == STOP_FAILED:  # it said why (one warning): the file was not written
                 raise RuntimeError("the background export process could not write its output")
-            if status != 0 and not self._lost:  # it said why on stderr (a traceback)
-                warn_once("process-failed", f"the background export process failed (exit "
-                                            f"status {status}): entries may be lost")
-        self._process = None
+            if status != 0 or self._lost:  # killed, or a traceback on stderr: not written
+                raise RuntimeError(f"the background export process ended before its output "
+                                   f"was written (exit status {status})")
+        finally:
+            self._process = None

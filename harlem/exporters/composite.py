@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Optional
 
 from .._warn import warn_once
 from .base import HarExporter
@@ -18,12 +18,17 @@ class CompositeHarExporter(HarExporter):
         self.exporters = list(exporters)
 
     def _each(self, method: str, *args: Any) -> None:
+        ending: Optional[BaseException] = None
         for exporter in self.exporters:
             try:
                 getattr(exporter, method)(*args)
             except Exception as exc:
                 name = type(exporter).__name__
                 warn_once(f"composite-{name}-{method}", f"{name}.{method} failed", exc)
+            except BaseException as exc:  # sys.exit, Ctrl-C: after the others had their call
+                ending = ending or exc
+        if ending is not None:
+            raise ending
 
     @property
     def deferrable(self) -> bool:
