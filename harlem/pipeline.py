@@ -79,6 +79,8 @@ _pending_bytes = 0  # body bytes in the backlog; under _lock
 # Waited on by a producer past MAX_PENDING_BYTES; shares _lock (an RLock: a generator closed by
 # the garbage collector may finish an exchange on a thread that is already inside it).
 _pending_cond = threading.Condition(_lock)
+#: Held while the backlog is built in a program's thread (no builder thread could start).
+_here_lock = threading.Lock()
 # Which page ids each exporter has been given, so a shared exporter gets each page once.
 _pages_sent: "Dict[int, set]" = {}
 
@@ -214,8 +216,8 @@ def attach(recorder: "HarRecorder") -> None:
         if recorder not in current:
             _set_listeners(recorder.library, current + (recorder,))
         pages = [default_page()] + list(_open_pages)
-    for page in pages:
-        _put(("page", page, [recorder.exporter]), urgent=True)
+    for page in pages:  # (with the first exchange, or the recording's end)
+        _put(("page", page, [recorder.exporter]), urgent=True, start=False)
 
 
 def _limit_of(recorders: Tuple["HarRecorder", ...]) -> int:
@@ -265,17 +267,32 @@ def _exporter_in_use(exporter: "HarExporter") -> bool:
 # --- the builder thread ------------------------------------------------------------------------
 
 
-def _put(item: Any, urgent: bool = False) -> None:
-    """Add ``item`` to the backlog; wake the builder if it sleeps (or now, if ``urgent``)."""
+def _put(item: Any, urgent: bool = False, start: bool = True) -> None:
+    """Add ``item`` to the backlog; wake the builder if it sleeps (or now, if ``urgent``).
+
+    The builder thread starts with the first item that needs it (``start``): not for a page
+    alone, so that a program that imports an HTTP library and forks before any request has
+    no thread of harlem's (Python 3.12 and later warn at a fork in a process with threads).
+    Where no thread can start (Python 3.12.0 to 3.12.2 at interpreter shutdown: a request
+    made from an ``atexit`` handler or a thread outliving the main one), the backlog is built
+    in the calling thread instead.
+    """
     global _worker, _urgent, _running
-    if not _running:
+    here = False
+    if not _running and start:
         with _lock:
             if not _running:
-                # Set once started (a thread that cannot start, at interpreter shutdown, raises
-                # and the next item tries again); its loop's end, under _lock, comes after.
-                _worker = start_daemon(_run, "harlem-builder")
-                _running = True
+                # Set once started; its loop's end, under _lock, comes after.
+                try:
+                    _worker = start_daemon(_run, "harlem-builder")
+                    _running = True
+                except RuntimeError:  # "can't create new thread at interpreter shutdown"
+                    here = True
     _backlog.append(item)
+    if here:
+        with _here_lock:
+            _drain(_backlog)
+        return
     if urgent:
         _urgent = True
         _wake.set()
@@ -286,6 +303,10 @@ def _put(item: Any, urgent: bool = False) -> None:
 def flush(timeout: Optional[float] = None) -> bool:
     """Wait until everything queued before this call has reached the exporters."""
     if threading.current_thread() is _worker:
+        return True
+    if not _running:  # no exchange yet, only pages: delivered here, not by a new thread
+        with _here_lock:  # (the agent flushes before a fork, which a thread would make warn)
+            _drain(_backlog)
         return True
     done = threading.Event()
     _put(done, urgent=True)
@@ -476,7 +497,7 @@ def _after_fork_in_child() -> None:
     Whoever wants the child recorded (the agent) attaches new recorders after this runs.
     """
     global _lock, _backlog, _worker, _running, _wake, _idle, _urgent, _pending_bytes, _pending_cond
-    global _listeners, _open_pages, _deferrable
+    global _listeners, _open_pages, _deferrable, _here_lock
     _lock = threading.RLock()
     _backlog = deque()
     _worker = None
@@ -485,6 +506,7 @@ def _after_fork_in_child() -> None:
     _idle = _urgent = False
     _pending_bytes = 0
     _pending_cond = threading.Condition(_lock)
+    _here_lock = threading.Lock()
     _listeners = {}
     _deferrable = False
     _body_limits.clear()

@@ -513,8 +513,11 @@ def test_the_export_process_outlives_signals_to_the_process_group(tmp_path, serv
         (tmp_path / "out.har").unlink()
 
 
-def test_an_export_process_killed_sets_export_failed(tmp_path):
+def test_an_export_process_killed_sets_export_failed(tmp_path, monkeypatch):
+    import harlem._warn
     from harlem import record_to_file
+
+    monkeypatch.setattr(harlem._warn, "_seen", set())  # (its warnings said once per process)
 
     with record_to_file(tmp_path / "out.har", in_background="process") as recording:
         killed = _kill_export_process(recording)
@@ -561,10 +564,14 @@ class _ExitingExporter(HarExporter):
         raise SystemExit(3)
 
 
-def test_an_exporter_that_calls_sys_exit_costs_the_others_nothing(tmp_path, server, capfd):
+def test_an_exporter_that_calls_sys_exit_costs_the_others_nothing(tmp_path, server, capfd,
+                                                                  monkeypatch):
     import requests
 
+    import harlem._warn
     from harlem import RequestsHarRecorder, pipeline
+
+    monkeypatch.setattr(harlem._warn, "_seen", set())
 
     healthy, fanned = ModelHarExporter(), ModelHarExporter()
     thread_file = tmp_path / "thread.har"

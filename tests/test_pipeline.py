@@ -3,9 +3,11 @@ request path."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
+import pytest
 import requests
 
 from harlem import pipeline
@@ -139,3 +141,64 @@ def test_an_entry_harlem_cannot_build_in_full_is_kept_with_what_cannot_leak(serv
     assert "OverflowError" in entry["response"]["comment"]
     assert "s3cret" not in str(entry)
     assert "could not build a HAR entry in full" in capsys.readouterr().err
+
+
+def test_no_thread_of_harlems_runs_before_the_first_exchange(server):
+    """Pages alone do not start the builder: a program that imports an HTTP library and forks
+    before any request has no thread of harlem's (Python 3.12 warns at a fork with threads)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from tests.helpers import REPO_ROOT
+
+    code = ("import os, threading, requests, sys\n"
+            "pid = os.fork()\n"  # (the agent flushes before a fork: no thread for that either)
+            "if pid == 0:\n    os._exit(0)\n"
+            "os.waitpid(pid, 0)\n"
+            "before = sorted(t.name for t in threading.enumerate())\n"
+            "requests.get(sys.argv[1])\n"
+            "print(before, 'harlem-builder' in [t.name for t in threading.enumerate()])\n")
+    env = dict(os.environ, HARLEM_OUTPUT="out.har",
+               PYTHONPATH=os.pathsep.join([str(REPO_ROOT / "harlem_bootstrap"), str(REPO_ROOT)]))
+    with tempfile.TemporaryDirectory() as folder:
+        done = subprocess.run([sys.executable, "-c", code, server.url + "/json"], cwd=folder,
+                              env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['MainThread'] True", done.stdout
+
+
+def test_where_no_thread_can_start_the_entries_are_built_in_the_calling_thread(server,
+                                                                                monkeypatch):
+    """Python 3.12.0 to 3.12.2 refuse new threads at interpreter shutdown (a request from an
+    atexit handler, or from a thread outliving the main one): entries were lost, and with
+    them the agent's whole file."""
+    def refused(*args, **kwargs):
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(pipeline, "start_daemon", refused)
+    # as if no builder ran yet (one started by an earlier test waits on the real event)
+    monkeypatch.setattr(pipeline, "_running", False)
+    monkeypatch.setattr(pipeline, "_wake", threading.Event())
+    exporter = ModelHarExporter()
+    with Recording(exporter):
+        requests.get(server.url + "/json")
+        requests.get(server.url + "/text")
+    assert [e.request.url.rsplit("/", 1)[1] for e in exporter.model.log.entries] == \
+        ["json", "text"]
+
+
+def test_a_recorder_that_cannot_attach_leaves_nothing_patched_or_open(monkeypatch, tmp_path):
+    from harlem import FileHarExporter, RequestsHarRecorder
+
+    def broken(recorder):
+        raise RuntimeError("cannot attach")
+
+    monkeypatch.setattr(pipeline, "attach", broken)
+    send = requests.adapters.HTTPAdapter.send
+    exporter = FileHarExporter(tmp_path / "out.har")
+    recorder = RequestsHarRecorder(exporter)
+    with pytest.raises(RuntimeError, match="cannot attach"):
+        recorder.start()
+    assert requests.adapters.HTTPAdapter.send is send
+    assert not recorder.receiving and not exporter.started

@@ -67,7 +67,11 @@ class HarRecorder:
             self.exporter.stop()
             raise
         self.receiving = True
-        pipeline.attach(self)
+        try:
+            pipeline.attach(self)
+        except BaseException:  # undone whole: the library unpatched, the exporter stopped
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
