@@ -433,9 +433,13 @@ class _Batch:
         given: List[int] = []  # exporters already given this exchange
         for recorder in recorders:
             exporter = recorder.exporter
-            if id(exporter) in given:  # two recorders of one library into one exporter
+            sink = _sink(exporter)
+            if id(sink) in given:  # two recorders of one library into one exporter
+                counted = getattr(exporter, "counted", None)  # (a Recording's count)
+                if counted is not None and built:
+                    counted([next(iter(built.values()))])
                 continue
-            given.append(id(exporter))
+            given.append(id(sink))
             options = recorder.settings
             entry = built.get(options)
             if entry is None:
@@ -469,9 +473,15 @@ class _Batch:
                     _pending_cond.notify_all()
 
 
+def _sink(exporter: "HarExporter") -> "HarExporter":
+    """Where ``exporter``'s entries end up: a Recording counts them on the way (a shim of
+    its own in front of the program's exporter, which two Recordings may share)."""
+    return getattr(exporter, "sink", exporter)
+
+
 def _deliver_page(page: dict, exporters: List["HarExporter"]) -> None:
     for exporter in exporters:
-        sent = _pages_sent.setdefault(id(exporter), set())
+        sent = _pages_sent.setdefault(id(_sink(exporter)), set())
         if page["id"] in sent:
             continue
         sent.add(page["id"])

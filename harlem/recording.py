@@ -41,6 +41,12 @@ class _Tally(HarExporter):
     def name_in_warnings(self) -> str:
         return type(self.inner).__name__
 
+    @property
+    def sink(self) -> HarExporter:
+        """The program's exporter: given each entry and page once, however many Recordings
+        (or recorders) share it."""
+        return self.inner
+
     def on_start(self) -> None:
         self.inner.start()
 
@@ -54,9 +60,13 @@ class _Tally(HarExporter):
         self.add_entries([entry])
 
     def add_entries(self, entries: List[Dict[str, Any]]) -> None:
+        self.counted(entries)
+        self.inner.add_entries(entries)
+
+    def counted(self, entries: List[Dict[str, Any]]) -> None:
+        """Count ``entries`` (the program's exporter had them through another Recording)."""
         self.entries += len(entries)
         self.failed += sum(1 for entry in entries if entry["response"]["status"] == 0)
-        self.inner.add_entries(entries)
 
 
 class Recording:

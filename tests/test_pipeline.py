@@ -202,3 +202,25 @@ def test_a_recorder_that_cannot_attach_leaves_nothing_patched_or_open(monkeypatc
         recorder.start()
     assert requests.adapters.HTTPAdapter.send is send
     assert not recorder.receiving and not exporter.started
+
+
+def test_recordings_that_share_an_exporter_give_it_each_entry_and_page_once(server):
+    """A Recording counts entries through a shim of its own in front of the exporter: two
+    Recordings (or a Recording and a recorder) on one exporter gave it everything twice."""
+    from harlem import RequestsHarRecorder
+
+    class Seen(ModelHarExporter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.page_ids: list = []
+
+        def add_page(self, page: dict) -> None:
+            self.page_ids.append(page["id"])
+            super().add_page(page)
+
+    shared = Seen()
+    with Recording(shared) as outer, RequestsHarRecorder(shared):
+        with Recording(shared) as inner:
+            requests.get(server.url + "/json")
+    assert len(shared.model.log.entries) == 1 and shared.page_ids == ["page_0"]
+    assert outer.entry_count == inner.entry_count == 1  # each Recording's own count holds
