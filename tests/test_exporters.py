@@ -587,3 +587,38 @@ def test_an_exporter_that_calls_sys_exit_costs_the_others_nothing(tmp_path, serv
     assert len(fanned.model.log.entries) == 3
     assert len(check_har(thread_file)["log"]["entries"]) == 3
     assert "SystemExit" in capfd.readouterr().err
+
+
+def test_an_executor_that_cannot_run_the_export_loses_nothing(tmp_path, monkeypatch, capfd):
+    """Shut down before the recording stops, or a process pool that cannot pickle the task:
+    what waits is exported at stop, in the calling thread (it was lost without a word)."""
+    import harlem._warn
+
+    monkeypatch.setattr(harlem._warn, "_seen", set())
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    exporter = ExecutorHarExporter(FileHarExporter(tmp_path / "shut.har"), pool)
+    exporter.start()
+    exporter.add_entry(make_entry(0))
+    pool.shutdown(wait=True)
+    exporter.add_entry(make_entry(1))
+    exporter.stop()
+    assert entry_numbers(check_har(tmp_path / "shut.har")) == ["0", "1"]
+    with concurrent.futures.ProcessPoolExecutor(1) as processes:
+        exporter = ExecutorHarExporter(FileHarExporter(tmp_path / "pool.har"), processes)
+        exporter.start()
+        exporter.add_entry(make_entry(0))
+        exporter.stop()
+    assert entry_numbers(check_har(tmp_path / "pool.har")) == ["0"]
+    err = capfd.readouterr().err
+    assert "takes no more tasks" in err and "could not run the export" in err
+
+
+def test_an_executor_task_that_calls_sys_exit_ends_only_its_call(tmp_path):
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        exporter = ExecutorHarExporter(CompositeHarExporter(
+            [_ExitingExporter(), FileHarExporter(tmp_path / "out.har")]), pool)
+        exporter.start()
+        for number in range(3):
+            exporter.add_entries([make_entry(number)])
+        exporter.stop()
+    assert entry_numbers(check_har(tmp_path / "out.har")) == ["0", "1", "2"]

@@ -44,7 +44,11 @@ class _Wrapper(HarExporter):
 
 
 class ExecutorHarExporter(_Wrapper):
-    """Calls ``exporter`` from tasks submitted to ``executor``, one batch at a time, in order."""
+    """Calls ``exporter`` from tasks submitted to ``executor``, one batch at a time, in order.
+
+    What the executor cannot run (it was shut down, or its task failed: a process pool cannot
+    pickle it) is not lost: :meth:`stop` runs it in the calling thread, after one warning.
+    """
 
     def __init__(self, exporter: HarExporter, executor: concurrent.futures.Executor):
         super().__init__()
@@ -53,13 +57,31 @@ class ExecutorHarExporter(_Wrapper):
         self._items: Deque[Tuple[str, Any]] = collections.deque()
         self._draining: Optional[concurrent.futures.Future] = None
         self._scheduled = False  # a drain is submitted and has not yet found the queue empty
+        #: What the wrapped exporter's ``stop`` raised: raised again by :meth:`on_stop`.
+        self._stop_error: Optional[BaseException] = None
 
     def _submit(self, method: str, argument: Any) -> None:
         with self._lock:
             self._items.append((method, argument))
-            if not self._scheduled:  # (a drain that found nothing more has said so, under the lock)
-                self._scheduled = True
-                self._draining = self.executor.submit(self._drain)
+            if self._scheduled:  # (a drain that found nothing more has said so, under the lock)
+                return
+            try:
+                draining = self.executor.submit(self._drain)
+            except RuntimeError as exc:  # shut down: what waits is run at stop
+                warn_once("executor-submit", "the executor takes no more tasks; "
+                                             "the export waits for the recording's end", exc)
+                return
+            self._scheduled = True
+            self._draining = draining
+        draining.add_done_callback(self._drained)
+
+    def _drained(self, future: concurrent.futures.Future) -> None:
+        error = None if future.cancelled() else future.exception()
+        if future.cancelled() or error is not None:
+            with self._lock:
+                self._scheduled = False
+            warn_once("executor-task", "the executor could not run the export; "
+                                       "it waits for the recording's end", error)
 
     def _drain(self) -> None:
         while True:
@@ -70,8 +92,12 @@ class ExecutorHarExporter(_Wrapper):
                 method, argument = self._items.popleft()
             try:
                 getattr(self.exporter, method)(*(() if argument is None else (argument,)))
-            except Exception as exc:
-                warn_once(f"executor-{method}", f"{type(self.exporter).__name__}.{method} failed", exc)
+            except BaseException as exc:  # (sys.exit in an exporter ends no more than its call)
+                if method == "stop":
+                    self._stop_error = exc
+                else:
+                    warn_once(f"executor-{method}",
+                              f"{type(self.exporter).__name__}.{method} failed", exc)
 
     def on_start(self) -> None:
         self.check_ready()
@@ -91,6 +117,16 @@ class ExecutorHarExporter(_Wrapper):
         draining = self._draining
         if draining is not None:
             concurrent.futures.wait([draining])
+            if draining.cancelled() or draining.exception() is not None:
+                with self._lock:  # (its done callback may not have run yet)
+                    self._scheduled = False
+        with self._lock:
+            left = bool(self._items) and not self._scheduled
+        if left:  # the executor could not run them: here, in order
+            self._drain()
+        error, self._stop_error = self._stop_error, None
+        if error is not None:
+            raise error
 
 
 class BackgroundThreadHarExporter(_Wrapper):
