@@ -79,6 +79,9 @@ _pending_bytes = 0  # body bytes in the backlog; under _lock
 # Waited on by a producer past MAX_PENDING_BYTES; shares _lock (an RLock: a generator closed by
 # the garbage collector may finish an exchange on a thread that is already inside it).
 _pending_cond = threading.Condition(_lock)
+#: True from a stop that waited ``join_timeout`` for the builder in vain to the builder's next
+#: finished round: the stops that follow do not wait again.
+_held = False
 #: Held while the backlog is built in a program's thread (no builder thread could start).
 _here_lock = threading.Lock()
 # Which page ids each exporter has been given, so a shared exporter gets each page once.
@@ -256,12 +259,22 @@ def detach(recorder: "HarRecorder") -> None:
                 _in_flight.discard(exchange)
     for exchange in unfinished:
         _put(("partial", exchange, recorder), urgent=True)
-    flush()
-    _pages_sent.pop(id(recorder.exporter), None) if not _exporter_in_use(recorder.exporter) else None
+    global _held
+    timeout = recorder.settings.join_timeout
+    # An exporter that hangs (a sink that never answers) holds the builder: waited for once,
+    # not once per recorder of the recording.
+    if not flush(0.0 if _held else timeout):
+        _held = True
+        name = _name_of(recorder.exporter)
+        warn_once(f"flush-{name}", f"{name} did not take its entries within {timeout:g} s; "
+                                   f"stopping it without them")
+    sink = _sink(recorder.exporter)
+    if not _exporter_in_use(sink):
+        _pages_sent.pop(id(sink), None)
 
 
-def _exporter_in_use(exporter: "HarExporter") -> bool:
-    return any(r.exporter is exporter for listeners in _listeners.values() for r in listeners)
+def _exporter_in_use(sink: "HarExporter") -> bool:
+    return any(_sink(r.exporter) is sink for listeners in _listeners.values() for r in listeners)
 
 
 # --- the builder thread ------------------------------------------------------------------------
@@ -324,7 +337,7 @@ def _run() -> None:
 
 
 def _loop() -> None:
-    global _idle, _urgent
+    global _idle, _urgent, _held
     backlog = _backlog
     while True:
         _idle = True
@@ -335,6 +348,7 @@ def _loop() -> None:
         _gather()
         _urgent = False
         _drain(backlog)
+        _held = False
 
 
 def _gather() -> None:

@@ -622,3 +622,35 @@ def test_an_executor_task_that_calls_sys_exit_ends_only_its_call(tmp_path):
             exporter.add_entries([make_entry(number)])
         exporter.stop()
     assert entry_numbers(check_har(tmp_path / "out.har")) == ["0", "1", "2"]
+
+
+class _HungExporter(HarExporter):
+    """A sink that never answers (a collector without a timeout)."""
+
+    def add_entries(self, entries: List[Dict[str, Any]]) -> None:
+        threading.Event().wait()
+
+
+def test_stopping_behind_an_exporter_that_hangs_is_bounded(server, monkeypatch):
+    """The wrapped exporter hangs and the queue to its thread is full: the builder waited for
+    room for ever, and the recording's stop (which waits for the builder) with it."""
+    import requests
+
+    import harlem._warn
+    from harlem import pipeline
+    from harlem.recording import Recording
+    from harlem.settings import Settings
+
+    monkeypatch.setattr(harlem._warn, "_seen", set())
+    monkeypatch.setattr(BackgroundThreadHarExporter, "MAX_QUEUED", 1)
+    recording = Recording(BackgroundThreadHarExporter(_HungExporter(), join_timeout=0.5),
+                          Settings.from_kwargs(join_timeout=1, recorders=["requests"])).start()
+    for number in range(4):
+        requests.get(server.url + f"/json?n={number}")
+        pipeline.flush(0.3)  # a batch each
+    stopper = threading.Thread(target=recording.stop, daemon=True)
+    stopper.start()
+    stopper.join(60)
+    assert not stopper.is_alive(), "stopping the recording never ended"
+    requests.get(server.url + "/json")  # the builder is free again for other recordings
+    assert pipeline.flush(30)

@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import orjson
@@ -147,6 +148,8 @@ class BackgroundThreadHarExporter(_Wrapper):
         self.join_timeout = join_timeout
         self._queue: "queue.Queue[Tuple[str, Any]]" = queue.Queue(self.MAX_QUEUED)
         self._thread: Optional[threading.Thread] = None
+        #: Set when stopping: a call still waiting for room (the exporter hangs) gives up.
+        self._stopping = False
         #: What the wrapped exporter's ``start`` or ``stop`` raised in the thread: raised again
         #: by :meth:`on_stop`, so that the recording knows its file was not written.
         self._stop_error: Optional[BaseException] = None
@@ -154,21 +157,24 @@ class BackgroundThreadHarExporter(_Wrapper):
     def on_start(self) -> None:
         self.check_ready()
         self._queue = queue.Queue(self.MAX_QUEUED)
+        self._stopping = False
         self._thread = start_daemon(self._run, "harlem-export")
 
-    def _put(self, item: Tuple[str, Any]) -> None:
+    def _put(self, item: Tuple[str, Any], deadline: Optional[float] = None) -> None:
         while True:
             thread = self._thread
             try:
                 if thread is not None and thread.is_alive():
-                    self._queue.put(item, timeout=1.0)
+                    self._queue.put(item, timeout=0.2)
                 else:  # not started, or gone: never wait for it
                     self._queue.put_nowait(item)
                 return
             except queue.Full:
-                if thread is not None and thread.is_alive():
+                late = self._stopping or (deadline is not None and time.monotonic() > deadline)
+                if thread is not None and thread.is_alive() and not late:
                     continue  # still working: keep waiting for room
-                warn_once("thread-full", f"the export thread is not running; {item[0]} dropped")
+                state = "is not taking calls" if late else "is not running"
+                warn_once("thread-full", f"the export thread {state}; {item[0]} dropped")
                 return
 
     def _run(self) -> None:
@@ -202,9 +208,11 @@ class BackgroundThreadHarExporter(_Wrapper):
         self._put(("add_entries", entries))
 
     def on_stop(self) -> None:
-        self._put(_STOP)
+        self._stopping = True  # (the builder may be waiting for room, behind a hung exporter)
+        deadline = time.monotonic() + self.join_timeout
+        self._put(_STOP, deadline)
         if self._thread is not None:
-            self._thread.join(self.join_timeout)
+            self._thread.join(max(deadline - time.monotonic(), 0.0))
             if self._thread.is_alive():
                 warn_once("thread-join", f"the export thread did not finish in {self.join_timeout} s")
             self._thread = None
@@ -280,12 +288,19 @@ class BackgroundProcessHarExporter(_Wrapper):
         process = self._process
         if process is None:
             return
-        self._send(b"S", b"")
-        try:
-            if process.stdin:
-                process.stdin.close()
-        except OSError:
-            pass
+        # The builder may be blocked writing into a full pipe, holding the lock (the exporter
+        # hangs): past join_timeout the process is ended, which ends that write too.
+        held = not self._lock.acquire(timeout=self.join_timeout)
+        if held:
+            process.kill()
+        else:
+            self._lock.release()
+            self._send(b"S", b"")
+            try:
+                if process.stdin:
+                    process.stdin.close()
+            except OSError:
+                pass
         try:
             status = process.wait(self.join_timeout)
         except subprocess.TimeoutExpired:
@@ -293,6 +308,9 @@ class BackgroundProcessHarExporter(_Wrapper):
         else:
             if status == STOP_FAILED:  # it said why (one warning): the file was not written
                 raise RuntimeError("the background export process could not write its output")
+            if held:
+                raise RuntimeError(f"the background export process took no entries for "
+                                   f"{self.join_timeout} s (its exporter hangs): ended")
             if status != 0 or self._lost:  # killed, or a traceback on stderr: not written
                 raise RuntimeError(f"the background export process ended before its output "
                                    f"was written (exit status {status})")
