@@ -306,6 +306,8 @@ def _put(item: Any, urgent: bool = False, start: bool = True) -> None:
         with _here_lock:
             _drain(_backlog)
         return
+    if not _running:  # a page waiting for the first exchange: nothing to hurry for
+        return
     if urgent:
         _urgent = True
         _wake.set()

@@ -7,6 +7,7 @@ import gc
 import io
 import json
 import logging
+import multiprocessing
 import os
 import stat
 import threading
@@ -603,7 +604,8 @@ def test_an_executor_that_cannot_run_the_export_loses_nothing(tmp_path, monkeypa
     exporter.add_entry(make_entry(1))
     exporter.stop()
     assert entry_numbers(check_har(tmp_path / "shut.har")) == ["0", "1"]
-    with concurrent.futures.ProcessPoolExecutor(1) as processes:
+    spawn = multiprocessing.get_context("spawn")  # (a fork in a test process with threads warns)
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as processes:
         exporter = ExecutorHarExporter(FileHarExporter(tmp_path / "pool.har"), processes)
         exporter.start()
         exporter.add_entry(make_entry(0))
