@@ -14,26 +14,25 @@ def loads(data: bytes) -> Any:
     A browser that cuts a body in the middle of an emoji can write ``"\\ud83d"`` alone: valid
     JSON text, which Python's ``json`` and browsers read, but not a Unicode string, so
     ``orjson`` refuses the whole file. A long chain of Chrome's ``_initiator`` parents can
-    be deeper than ``orjson`` goes (a few hundred levels, fewer in older releases). Such files
-    are read with ``json`` (each string made valid: the half character becomes U+FFFD); any
-    other error, or one ``json`` has too, is ``orjson``'s.
+    be deeper than ``orjson`` goes (a few hundred levels, fewer in older releases). What
+    ``orjson`` refuses is read with ``json`` (each string made valid: the half character
+    becomes U+FFFD); an error ``json`` has too is ``orjson``'s.
     """
     import orjson
 
     try:
         return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        reason = str(exc).lower()
-        surrogate = "surrogate" in reason
-        if not surrogate and "depth" not in reason and "recursion" not in reason:
-            raise
+    except orjson.JSONDecodeError as exc:  # (its messages differ between releases: any)
         import json
 
         try:
             document = json.loads(data)
         except (ValueError, RecursionError):
             raise exc from None
-        return _valid(document) if surrogate else document
+        try:
+            return _valid(document)
+        except RecursionError:  # too deep to walk: as it is
+            return document
 
 
 def _valid(value: Any) -> Any:
