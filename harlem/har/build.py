@@ -270,9 +270,16 @@ def _request(ex: Exchange, settings: Settings, rules: Optional[Rules], version: 
 _NOT_IN_URI = re.compile(r"[^A-Za-z0-9\-._~:/?@!$&'()*+,;=%]|%(?![0-9A-Fa-f]{2})")
 
 
+#: What no part of a URI holds (brackets may be an IPv6 host's): most URLs have none.
+_NOWHERE_IN_URI = re.compile(r"[^A-Za-z0-9\-._~:/?@!$&'()*+,;=%\[\]]")
+
+
 def _as_uri(url: str) -> str:
     """``url`` as a valid URI: what a library sent that a URI cannot hold, percent-encoded
     (UTF-8) after the host (where an IPv6 address keeps its brackets). Most URLs are valid."""
+    if "[" not in url and _NOWHERE_IN_URI.search(url) is None and (
+            "%" not in url or _NOT_IN_URI.search(url) is None):
+        return url
     scheme, sep, rest = url.partition("://")
     if not sep:
         rest, scheme = url, ""
