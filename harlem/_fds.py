@@ -6,6 +6,7 @@ number: if that is one of harlem's (a spool, a HAR file being written), the prog
 land in it and corrupt it. Every file harlem opens is moved above 2 when it got a lower number.
 """
 
+import errno
 import os
 
 __all__ = ["above_std_streams", "open_anonymous", "open_stream"]
@@ -56,7 +57,17 @@ def open_stream(path: str) -> "int | None":
     except OSError:  # nothing there (yet): a regular file will be
         return None
     if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
-        return above_std_streams(os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)))
+        # Opened without waiting: a pipe nobody reads is an error (ENXIO), not a program that
+        # hangs at its exit; written to as usual once open.
+        try:
+            fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
+                         | getattr(os, "O_NONBLOCK", 0))
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                raise OSError(exc.errno, "a named pipe that nobody reads", path) from None
+            raise
+        os.set_blocking(fd, True)
+        return above_std_streams(fd)
     if stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
         raise OSError(f"not a file harlem writes: {path}")
     return None

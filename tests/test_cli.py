@@ -329,6 +329,9 @@ def test_a_device_or_a_pipe_as_output_is_written_into_not_replaced(tmp_path, ser
         import json
 
         assert len(check_har(json.loads(received[0]))["log"]["entries"]) == 2, args
+    # a pipe nobody reads: said at once (waiting for a reader would hang the program's exit)
+    unread = run_harlem(tmp_path, *commands[0])
+    assert unread.returncode == 2 and "a named pipe that nobody reads" in unread.stderr
 
 
 def test_show_refuses_to_write_its_report_over_the_har_it_shows(tmp_path, server):
