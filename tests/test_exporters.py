@@ -656,3 +656,18 @@ def test_stopping_behind_an_exporter_that_hangs_is_bounded(server, monkeypatch):
     assert not stopper.is_alive(), "stopping the recording never ended"
     requests.get(server.url + "/json")  # the builder is free again for other recordings
     assert pipeline.flush(30)
+
+
+@pytest.mark.parametrize("inner", [FileHarExporter, LiveFileHarExporter])
+def test_a_process_exporter_started_again_continues_its_recording(tmp_path, inner):
+    """Each start is a new process with a new copy of the exporter: it is given what the last
+    run wrote first (the second run wrote the file anew, and a live file started empty)."""
+    exporter = BackgroundProcessHarExporter(inner(tmp_path / "out.har"))
+    for run in range(2):
+        exporter.start()
+        exporter.add_page(DEFAULT_PAGE)
+        exporter.add_entry(make_entry(run))
+        exporter.stop()
+    har = check_har(tmp_path / "out.har")
+    assert entry_numbers(har) == ["0", "1"]
+    assert [page["id"] for page in har["log"]["pages"]] == [DEFAULT_PAGE["id"]]

@@ -243,6 +243,8 @@ class BackgroundProcessHarExporter(_Wrapper):
         self.join_timeout = join_timeout
         self._process: Optional[subprocess.Popen] = None
         self._lost = False  # said already: the process was gone when entries were sent
+        #: True once a run ended: the next one continues the same recording (see on_start).
+        self._ran = False
 
     def on_start(self) -> None:
         self.check_ready()
@@ -265,7 +267,8 @@ class BackgroundProcessHarExporter(_Wrapper):
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, close_fds=True,
             start_new_session=True,
         )
-        self._send(b"X", exporter)
+        # (Y: a new copy of an exporter started again, to continue from what its last run wrote)
+        self._send(b"Y" if self._ran else b"X", exporter)
 
     def _send(self, tag: bytes, payload: bytes) -> None:
         process = self._process
@@ -288,6 +291,7 @@ class BackgroundProcessHarExporter(_Wrapper):
         process = self._process
         if process is None:
             return
+        self._ran = True
         # The builder may be blocked writing into a full pipe, holding the lock (the exporter
         # hangs): past join_timeout the process is ended, which ends that write too.
         held = not self._lock.acquire(timeout=self.join_timeout)

@@ -26,11 +26,17 @@ def main() -> int:
         return 0  # the parent went before sending anything
     tag, length = _HEADER.unpack(header)
     exporter = pickle.loads(stream.read(length))  # (X) a failure here is the parent's warning
+    earlier = _last_run(exporter) if tag == b"Y" else None
     try:
         exporter.start()  # (checked in the parent first; its folder may have gone since)
     except Exception as exc:
         warn_once("process-start", f"{type(exporter).__name__} could not start", exc)
         return STOP_FAILED
+    if earlier is not None:
+        for page in earlier.get("pages") or []:
+            exporter.add_page(page)
+        for entry in earlier.get("entries") or []:
+            exporter.add_entry(entry)
     try:
         _serve(exporter, stream)
     finally:
@@ -48,6 +54,7 @@ def _serve(exporter: Any, stream: Any) -> None:
         payload = stream.read(length)
         if tag == b"S":
             return
+
         method = _CALLS.get(tag)
         if method is None:
             continue
@@ -55,6 +62,25 @@ def _serve(exporter: Any, stream: Any) -> None:
             getattr(exporter, method)(orjson.loads(payload))
         except Exception as exc:
             warn_once(f"process-{method}", f"{type(exporter).__name__}.{method} failed", exc)
+
+
+def _last_run(exporter: Any) -> "dict | None":
+    """The exporter was started again in the program (tag Y), but this copy is new: what the
+    last run wrote to its file, read before it starts (a live file starts anew), is given to
+    it first, so that a file or live exporter continues the same recording, as it does in the
+    program's own process."""
+    import os
+
+    from ..agent.merge import MergeError, read_har
+
+    path = getattr(exporter, "path", None)
+    if not isinstance(path, str) or not os.path.isfile(path):
+        return None
+    try:
+        return read_har(path)["log"]  # type: ignore[no-any-return]
+    except MergeError as exc:
+        warn_once("process-continue", f"cannot continue the recording in {path}", exc)
+        return None
 
 
 def _stop(exporter: Any) -> bool:
