@@ -791,6 +791,31 @@ async def test_a_finished_response_is_freed_as_without_recording(server: Any,
     assert recorded == [plain] * 3 == [False] * 3
 
 
+async def test_a_response_dropped_before_its_body_ended_is_let_go(server: Any,
+                                                                   record: Any) -> None:
+    """Read the start, never release, close the session: the body is never fed to its end,
+    and harlem kept the response (its connection, the body so far) and the exchange until the
+    recording stopped. It lets go when the program does, the entry given up (sizes -1)."""
+    import gc
+    import weakref
+
+    with record() as rec:
+        async with aiohttp.ClientSession() as session:
+            resp = await session.get(server.url + "/stream?chunks=40&size=1000&delay=0.05")
+            async for _ in resp.content.iter_chunked(100):
+                break
+            left = weakref.ref(resp)
+            del resp
+        gc.collect()
+        assert left() is None, "the response was kept alive"
+        assert not pipeline._in_flight
+        pipeline.flush()
+        (entry,) = rec.entries  # (exported while the recording runs)
+    response = entry["response"]
+    assert response["status"] == 200 and response["content"]["size"] == -1
+    assert response["bodySize"] == -1
+
+
 async def test_body_readers_are_patched_once_a_body_outlives_its_headers(server: Any,
                                                                          record: Any) -> None:
     """Every response's reader runs feed_data/feed_eof: while all bodies arrive with their

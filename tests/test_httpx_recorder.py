@@ -332,6 +332,35 @@ def test_brackets_httpx_sends_as_they_are_make_a_valid_url(record: Any, server: 
     assert {"name": "page[size]", "value": "10"} in request["queryString"]
 
 
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_streamed_response_dropped_unclosed_is_finished(record: Any, server: Any,
+                                                          asynchronous: bool) -> None:
+    """``send(stream=True)``, one chunk read, the response dropped without ``close()``: the
+    exchange stayed in flight with its body so far until the recording stopped."""
+    url = server.url + "/stream?chunks=40&size=1000&delay=0.05"
+
+    async def dropped_async() -> None:
+        async with httpx.AsyncClient() as client:
+            response = await client.send(client.build_request("GET", url), stream=True)
+            async for _ in response.aiter_bytes():
+                break
+            del response
+            gc.collect()
+
+    with record() as rec:
+        if asynchronous:
+            asyncio.run(dropped_async())
+        else:
+            with httpx.Client() as client:
+                response = client.send(client.build_request("GET", url), stream=True)
+                next(response.iter_bytes())
+                del response
+                gc.collect()
+        assert not pipeline._in_flight
+        entry = rec.only_entry()  # (exported while the recording runs)
+    assert entry["response"]["status"] == 200 and entry["response"]["content"]["size"] == -1
+
+
 def test_a_relative_url_is_not_an_exchange(record: Any) -> None:
     """Without base_url, httpx refuses "/users" before sending anything: no entry (HAR cannot
     write a URL without scheme and host), and the program gets httpx's own exception."""

@@ -756,3 +756,21 @@ def test_failing_begin_or_body_capture_never_breaks_the_request(
         assert outcome(lambda: requests.get(server.url + "/gzip-chunked")) == plain
     assert len(rec.entries) == 1
     assert capsys.readouterr().err.count("harlem: warning") == 2
+
+
+def test_a_streamed_response_dropped_unread_is_finished(server: Any, record: Any) -> None:
+    """``stream=True``, nothing read, the response dropped unclosed: the exchange stayed in
+    flight until the recording stopped (one per such request, for a long-running program)."""
+    import gc
+
+    from harlem import pipeline
+
+    with record() as rec:
+        response = requests.get(server.url + "/stream?chunks=3&size=10", stream=True)
+        status = response.status_code
+        del response
+        gc.collect()
+        assert not pipeline._in_flight
+        entry = rec.only_entry()  # (exported while the recording runs)
+    assert entry["response"]["status"] == status == 200
+    assert entry["response"]["content"]["size"] == -1

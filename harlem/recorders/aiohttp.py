@@ -56,8 +56,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import threading
 import time
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import pipeline
@@ -150,7 +152,7 @@ def _let_go() -> None:
     """After the last stop: nothing is held any more."""
     # Bodies still unread were exported as partial entries when the recorders detached;
     # finishing them only lets go of them (no recorder receives them any more).
-    abandoned = list(_readers.values())
+    abandoned = [hop for _, hop in _readers.values()]
     _readers.clear()
     _encoded.clear()
     with _early_wire_lock:
@@ -565,7 +567,7 @@ def _response_started(hop: Exchange, response: Any, decoded: bool) -> None:
     else:
         if not _following:
             AiohttpHarRecorder._follow_bodies()
-        _readers[reader] = hop
+        _follow(reader, response, hop)
 
 
 def _on_release(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
@@ -589,27 +591,43 @@ def _timed_out(reader: Any) -> Optional[BaseException]:
 
 # --- the body: streams.StreamReader ----------------------------------------------------------
 
-#: Readers of recorded responses whose body has not ended, and their exchange. Plain keys:
-#: aiohttp 3.14 readers take no weak references; entries leave when the body ends.
-_readers: Dict[Any, Exchange] = {}
+#: Readers of recorded responses whose body has not ended, by ``id``: their response (weakly)
+#: and their exchange. Entries leave when the body ends, or when the program dropped the
+#: response before (its session closed, the body never fed to its end): harlem must not keep
+#: the response, its connection and the body so far alive meanwhile. aiohttp 3.14's readers
+#: take no weak references; responses do.
+_readers: Dict[int, Tuple[Any, Exchange]] = {}
+
+
+def _follow(reader: Any, response: Any, hop: Exchange) -> None:
+    key = id(reader)
+    try:
+        owner: Any = weakref.ref(response, functools.partial(_dropped, key))
+    except TypeError:  # a response class without weak references: held until the body ends
+        owner = response
+    _readers[key] = (owner, hop)
+
+
+def _dropped(key: int, owner: Any) -> None:
+    """The program let go of a response whose body had not ended: given up, sizes unknown."""
+    found = _readers.get(key)
+    if found is not None and found[0] is owner:
+        del _readers[key]
+        _end_body(found[1], None)
 
 
 def _hop_of(reader: Any) -> Optional[Exchange]:
     if not _readers:
         return None
-    try:
-        return _readers.get(reader)
-    except TypeError:  # an unhashable reader class: never registered
-        return None
+    found = _readers.get(id(reader))
+    return found[1] if found is not None else None
 
 
 def _take(reader: Any) -> Optional[Exchange]:
     if not _readers:
         return None
-    try:
-        hop = _readers.pop(reader, None)
-    except TypeError:
-        return None
+    found = _readers.pop(id(reader), None)
+    hop = found[1] if found is not None else None
     return hop if hop is not None and not hop.finished else None
 
 
@@ -624,7 +642,7 @@ def _on_feed_data(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any
 @_quietly
 def _keep(hop: Exchange, reader: Any, data: bytes) -> None:
     if hop.finished:  # ended by a failure elsewhere: forget the reader
-        _readers.pop(reader, None)
+        _readers.pop(id(reader), None)
         return
     _keep_chunk(hop, data)
 

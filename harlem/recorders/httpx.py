@@ -142,7 +142,8 @@ class _SyncTap(_Tap):
             for chunk in self.inner:
                 hop.chunk(chunk, upload)
                 yield chunk
-        except GeneratorExit:
+        except GeneratorExit:  # closed before its end: dropped unclosed, or cut off
+            hop.closed(upload)
             raise
         except BaseException as exc:
             hop.fail(exc, upload)
@@ -163,7 +164,8 @@ class _AsyncTap(_Tap):
             async for chunk in self.inner:
                 hop.chunk(chunk, upload)
                 yield chunk
-        except GeneratorExit:
+        except GeneratorExit:  # closed before its end: dropped unclosed, or cut off
+            hop.closed(upload)
             raise
         except BaseException as exc:
             hop.fail(exc, upload)
@@ -420,6 +422,8 @@ class _Hop:
 
     @_quietly
     def fail(self, exc: BaseException, upload: bool) -> None:
+        if self.ex.finished:  # (a stream closed late, its closing cancelled: not a failure)
+            return
         if not upload:  # a failed upload fails the hop, which reports it in ``failed``
             self.ex.error = exc
             self._finish(complete=False)

@@ -38,6 +38,7 @@ re-raise what it raised (bare ``raise``), and harlem's own bookkeeping runs insi
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 import weakref
@@ -232,7 +233,7 @@ def _received(exchange: Exchange, response: Any) -> bool:
         exchange.body_complete = True
         exchange.response_wire_size = 0
         return False
-    _bodies[raw] = _Body(exchange)
+    _bodies[raw] = _Body(exchange, raw)
     return True
 
 
@@ -473,10 +474,14 @@ def _request_sent(exchange: Exchange, connection: Any) -> None:
 class _Body:
     """A recorded response's body in progress, keyed by its urllib3 response."""
 
-    __slots__ = ("exchange", "in_stream", "chunk_bytes", "undecoded")
+    __slots__ = ("exchange", "in_stream", "chunk_bytes", "undecoded", "watch")
 
-    def __init__(self, exchange: Exchange):
+    def __init__(self, exchange: Exchange, raw: Any):
         self.exchange = exchange
+        #: The program may drop a streamed response unread and unclosed: the exchange is then
+        #: over (given up, sizes unknown), not in flight until the recording stops. (The
+        #: callback names the exchange, not this object: no cycle for the collector.)
+        self.watch = weakref.ref(raw, functools.partial(_dropped, exchange))
         #: True while ``stream`` pulls from urllib3, so that its inner ``read`` calls are not
         #: counted a second time.
         self.in_stream = False
@@ -487,6 +492,12 @@ class _Body:
 
 
 _bodies: "weakref.WeakKeyDictionary[Any, _Body]" = weakref.WeakKeyDictionary()
+
+
+@_quietly
+def _dropped(exchange: Exchange, _raw: Any) -> None:
+    if not exchange.finished:
+        pipeline.finish(exchange)
 
 
 def _body_of(raw: Any) -> Optional[_Body]:
