@@ -26,13 +26,22 @@ def record_to_file(path: Union[str, "os.PathLike[str]"], indent: Optional[int] =
     (keep only recent entries), ``in_background`` (``"thread"`` or ``"process"``), plus any
     other setting as a keyword (``redact=False``, ``max_body_size="1MiB"``, ``recorders=...``).
     The file is written even when the block raises (KeyboardInterrupt included); the exception
-    then propagates unchanged.
+    then propagates unchanged. In the main thread, SIGTERM and SIGHUP (a service stopped) write
+    it too, before they end the program as they would have, unless the program handles them.
     """
+    from .agent.signals import ExportOnce, export_before_death
+
     settings = Settings.from_kwargs(
         output=path, indent=indent, live=live or None, interval_seconds=interval_seconds,
         retention_seconds=retention_seconds, in_background=in_background, **options)
-    with Recording(file_exporter(settings), settings) as recording:
+    recording = Recording(file_exporter(settings), settings).start()
+    ending = ExportOnce(recording.stop)
+    restore_signals = export_before_death(ending)
+    try:
         yield recording
+    finally:
+        ending.run()
+        restore_signals()
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -373,3 +374,41 @@ def test_a_request_to_an_http_proxy_counts_its_whole_url_in_headers_size(tmp_pat
     entries = check_har(tmp_path / "out.har")["log"]["entries"]
     assert all(head.startswith(b"GET " + url.encode() + b" HTTP/1.1\r\n") for head in heads)
     assert [e["request"]["headersSize"] for e in entries] == [len(head) for head in heads]
+
+
+@pytest.mark.parametrize("server_like", [False, True])
+def test_sigterm_during_a_record_to_file_block_writes_the_file(tmp_path, server, server_like):
+    """A service stopped with SIGTERM (systemd, docker, kubernetes) inside ``with
+    record_to_file(...)``: the default action killed it without the file. Also when a server
+    handles the signal itself and raises it again once shut down, as uvicorn does."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.helpers import REPO_ROOT
+
+    program = tmp_path / "service.py"
+    program.write_text(textwrap.dedent(f"""
+        import signal, sys, time, requests, harlem
+        with harlem.record_to_file({str(tmp_path / "service.har")!r}):
+            requests.get({server.url!r} + "/json")
+            if {server_like!r}:  # uvicorn: capture, shut down, restore, raise again
+                caught = []
+                previous = signal.signal(signal.SIGTERM, lambda n, f: caught.append(n))
+                print("ready", flush=True)
+                while not caught:
+                    time.sleep(0.05)
+                signal.signal(signal.SIGTERM, previous)
+                signal.raise_signal(signal.SIGTERM)
+            print("ready", flush=True)
+            time.sleep(60)
+    """))
+    process = subprocess.Popen([sys.executable, str(program)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    assert process.stdout.readline().strip() == "ready"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGTERM, err
+    assert len(check_har(tmp_path / "service.har")["log"]["entries"]) == 1

@@ -24,7 +24,8 @@ TYPE_CHECKING = False  # typing costs start-up time; type checkers read the bloc
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-__all__ = ["install", "hold", "die", "watch", "forget_watch", "ExportOnce", "SIGNALS"]
+__all__ = ["install", "export_before_death", "hold", "die", "watch", "forget_watch",
+           "ExportOnce", "SIGNALS"]
 
 #: The signals whose default action would end the program without ``atexit``.
 SIGNALS = ("SIGTERM", "SIGHUP")
@@ -59,6 +60,22 @@ def install(export: "Callable[[int], bool]") -> "Callable[[], None]":
                 _signal.signal(signum, _signal.SIG_DFL)
 
     return restore
+
+
+def export_before_death(ending: "ExportOnce") -> "Callable[[], None]":
+    """Run ``ending`` before SIGTERM or SIGHUP ends the program (the file written, then the
+    signal kills it as it would have: 143 in a shell), where their default action is in place
+    and this is the main thread; returns what undoes it. A server that handles the signal
+    itself and raises it again once shut down (uvicorn) ends the same way."""
+    if _thread.get_ident() != _main_thread():
+        return lambda: None
+    return install(ending.on_signal)
+
+
+def _main_thread() -> int:
+    import threading
+
+    return threading.main_thread().ident or 0
 
 
 def _handler(export: "Callable[[int], bool]") -> "Callable[[int, Any], None]":
@@ -106,8 +123,9 @@ def hold() -> "Callable[[], None]":
 
 
 class ExportOnce:
-    """A process's last export (the agent's file or part, ``harlem fn out.har``'s file): run
-    once, whichever ending comes first (the program's end, ``atexit``, SIGTERM, ``os._exit``).
+    """A recording's last export (the agent's file or part, ``harlem fn out.har``'s file, a
+    ``record_to_file`` block's): run once, whichever ending comes first (the program's or the
+    block's end, ``atexit``, SIGTERM, ``os._exit``).
 
     While it runs, signals are held (:func:`hold`). A signal whose handler interrupts the
     export in the very thread running it (a pool worker terminated on its way out, before

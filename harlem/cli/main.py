@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any, Callable, List, Optional
 
-from ..agent.signals import ExportOnce
+from ..agent.signals import ExportOnce, export_before_death
 from ..settings import OPTIONS, Settings, SettingsError, add_arguments
 from . import ArgumentParser, fail
 
@@ -123,7 +123,7 @@ def run(args: Any) -> Any:
     except OSError as exc:
         return fail(PROG, f"output: cannot write {settings.output!r}: {exc}")
     ending = ExportOnce(_stopper(recording, settings))
-    restore_signals = _on_signals(ending)
+    restore_signals = export_before_death(ending)
     try:
         result = function()
         if inspect.isawaitable(result):
@@ -153,18 +153,6 @@ def _stopper(recording: Any, settings: Settings) -> Callable[[], None]:
             sys.stderr.write(recording.summary(settings.output) + "\n")
 
     return stop
-
-
-def _on_signals(ending: ExportOnce) -> Callable[[], None]:
-    """Export at SIGTERM/SIGHUP (where their default action would kill the process unwritten);
-    returns what undoes it. Signals are handled by the main thread only."""
-    import threading
-
-    from ..agent import signals
-
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    return signals.install(ending.on_signal)
 
 
 async def _await(awaitable: Any) -> Any:
