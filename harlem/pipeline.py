@@ -303,8 +303,7 @@ def _put(item: Any, urgent: bool = False, start: bool = True) -> None:
                     here = True
     _backlog.append(item)
     if here:
-        with _here_lock:
-            _drain(_backlog)
+        _drain_here()
         return
     if not _running:  # a page waiting for the first exchange: nothing to hurry for
         return
@@ -320,12 +319,17 @@ def flush(timeout: Optional[float] = None) -> bool:
     if threading.current_thread() is _worker:
         return True
     if not _running:  # no exchange yet, only pages: delivered here, not by a new thread
-        with _here_lock:  # (the agent flushes before a fork, which a thread would make warn)
-            _drain(_backlog)
+        _drain_here()  # (the agent flushes before a fork, which a thread would make warn)
         return True
     done = threading.Event()
     _put(done, urgent=True)
     return done.wait(timeout)
+
+
+def _drain_here() -> None:
+    """Build the backlog in the calling thread: no builder thread runs, or none can start."""
+    with _here_lock:
+        _drain(_backlog)
 
 
 def _run() -> None:

@@ -35,10 +35,19 @@ class _Wrapper(HarExporter):
     """An exporter that runs ``self.exporter`` elsewhere, and needs entries when it does."""
 
     exporter: HarExporter
+    #: What the wrapped exporter's ``start`` or ``stop`` raised where it runs: raised again by
+    #: ``on_stop`` (:meth:`_raise_stop_error`), so that the recording knows its file was not
+    #: written.
+    _stop_error: Optional[BaseException] = None
 
     @property
     def deferrable(self) -> bool:
         return self.exporter.deferrable
+
+    def _raise_stop_error(self) -> None:
+        error, self._stop_error = self._stop_error, None
+        if error is not None:
+            raise error
 
     def check_ready(self) -> None:
         self.exporter.check_ready()
@@ -58,8 +67,6 @@ class ExecutorHarExporter(_Wrapper):
         self._items: Deque[Tuple[str, Any]] = collections.deque()
         self._draining: Optional[concurrent.futures.Future] = None
         self._scheduled = False  # a drain is submitted and has not yet found the queue empty
-        #: What the wrapped exporter's ``stop`` raised: raised again by :meth:`on_stop`.
-        self._stop_error: Optional[BaseException] = None
 
     def _submit(self, method: str, argument: Any) -> None:
         with self._lock:
@@ -125,9 +132,7 @@ class ExecutorHarExporter(_Wrapper):
             left = bool(self._items) and not self._scheduled
         if left:  # the executor could not run them: here, in order
             self._drain()
-        error, self._stop_error = self._stop_error, None
-        if error is not None:
-            raise error
+        self._raise_stop_error()
 
 
 class BackgroundThreadHarExporter(_Wrapper):
@@ -150,9 +155,6 @@ class BackgroundThreadHarExporter(_Wrapper):
         self._thread: Optional[threading.Thread] = None
         #: Set when stopping: a call still waiting for room (the exporter hangs) gives up.
         self._stopping = False
-        #: What the wrapped exporter's ``start`` or ``stop`` raised in the thread: raised again
-        #: by :meth:`on_stop`, so that the recording knows its file was not written.
-        self._stop_error: Optional[BaseException] = None
 
     def on_start(self) -> None:
         self.check_ready()
@@ -216,9 +218,7 @@ class BackgroundThreadHarExporter(_Wrapper):
             if self._thread.is_alive():
                 warn_once("thread-join", f"the export thread did not finish in {self.join_timeout} s")
             self._thread = None
-        error, self._stop_error = self._stop_error, None
-        if error is not None:
-            raise error
+        self._raise_stop_error()
 
 
 #: The export process's exit status when its exporter could not write at the end.

@@ -54,7 +54,6 @@ def _serve(exporter: Any, stream: Any) -> None:
         payload = stream.read(length)
         if tag == b"S":
             return
-
         method = _CALLS.get(tag)
         if method is None:
             continue
