@@ -668,6 +668,21 @@ def test_characters_a_uri_cannot_hold_are_percent_encoded_in_the_url_only() -> N
     assert request["headersSize"] == len(sent + head)
 
 
+def test_an_entry_built_after_a_failure_is_valid_and_leaks_nothing() -> None:
+    from harlem.har.build import fallback_entry
+
+    for url, kept in [("https://user:pw@example.com:8443/a/b?token=s3cret#x",
+                       "https://example.com:8443/a/b"),
+                      ("http://[::1]:8080/items?key=s3cret", "http://[::1]:8080/items")]:
+        ex = make_exchange(url=url)
+        entry = fallback_entry(ex, OverflowError("a bug"))
+        check_entry(entry)
+        assert entry["request"]["url"] == kept
+        assert entry["response"]["status"] == 200
+        assert "OverflowError" in entry["response"]["comment"]
+        assert "s3cret" not in str(entry) and "pw" not in str(entry)
+
+
 # --- request bodies ------------------------------------------------------------------------
 
 

@@ -106,9 +106,10 @@ def fallback_entry(ex: Exchange, error: BaseException) -> Dict[str, Any]:
     the query) is written, since redaction may be what failed."""
     try:
         parts = urlsplit(clean_str(ex.url))
-        url = f"{parts.scheme}://{parts.hostname or ''}" + \
-            (f":{parts.port}" if parts.port else "") + (parts.path or "/")
-        url = _as_uri(url)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host  # (an IPv6 address keeps its brackets)
+        url = _as_uri(f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+                      + (parts.path or "/"))
     except Exception:
         url = "about:blank"
     status = ex.status if type(ex.status) is int and 100 <= ex.status <= 999 else 0
