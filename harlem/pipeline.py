@@ -19,7 +19,8 @@ wait ends at :data:`MAX_DEFERRED` exchanges or :data:`MAX_DEFER_SECONDS`, so mem
 work of one batch stay bounded. Live files, logs and models get every entry within a batch.
 
 Pages (``harlem.page()``) travel through the same backlog, so an exporter always sees a page
-before the entries that name it. :func:`flush` waits until everything queued so far has been
+before the entries that name it, and its end (:meth:`HarExporter.end_page`) after them: once
+the block is over and no exchange begun inside it is still in flight. :func:`flush` waits until everything queued so far has been
 exported; recorders flush when they stop, so a ``with`` block's file is complete at its end.
 """
 
@@ -65,6 +66,8 @@ _body_limits: Dict[Tuple["HarRecorder", ...], int] = {}
 _deferrable = False
 _open_pages: List[dict] = []
 _page_counter = 0
+# Pages whose block ended while exchanges begun inside it were still in flight.
+_ending_pages: List[dict] = []
 _in_flight: "set[Exchange]" = set()
 # Appends and pops on a deque are atomic: producers and the builder share it without a lock.
 _backlog: "deque[Any]" = deque()
@@ -125,10 +128,16 @@ def begin(library: str, method: str = "GET", url: Any = "", depth: int = 3,
         return None
     exchange = Exchange(library, method, url, capture_frames(depth) if frames is None else frames)
     exchange.listeners = listeners
-    exchange.page_id = _open_pages[-1]["id"] if _open_pages else None
     limit = _body_limits.get(listeners)
     exchange.body_limit = _limit_of(listeners) if limit is None else limit
-    _in_flight.add(exchange)  # atomic; detach copies the set before looking through it
+    if _open_pages:
+        # Naming the page and being in flight are one step for _end_pages: a page that
+        # closes meanwhile is either not named or waited for.
+        with _lock:
+            exchange.page_id = _open_pages[-1]["id"] if _open_pages else None
+            _in_flight.add(exchange)
+    else:
+        _in_flight.add(exchange)  # atomic; detach copies the set before looking through it
     return exchange
 
 
@@ -142,13 +151,13 @@ def finish(exchange: Exchange) -> None:
         exchange.t_end = now()
     size = _body_bytes(exchange)
     with _lock:
-        _in_flight.discard(exchange)
         while _pending_bytes > MAX_PENDING_BYTES and _running \
                 and threading.current_thread() is not _worker:
             _pending_cond.wait(0.5)
         _pending_bytes += size
         large = _pending_bytes > WAKE_BYTES
     _put(exchange, urgent=large)
+    _in_flight.discard(exchange)  # only once queued: its page's end comes after it
 
 
 def abandon(exchange: Exchange) -> None:
@@ -196,6 +205,22 @@ def close_page(page: dict) -> None:
     with _lock:
         if page in _open_pages:
             _open_pages.remove(page)
+            _ending_pages.append(page)
+            _end_pages()
+
+
+def _end_pages() -> None:
+    """Queue the end of each ended page that no exchange in flight names any more.
+
+    An exchange leaves ``_in_flight`` only once what it exports is queued, so the end comes
+    after every entry that names the page.
+    """
+    with _lock:
+        named = {exchange.page_id for exchange in tuple(_in_flight)}
+        ended = [page for page in _ending_pages if page["id"] not in named]
+        for page in ended:
+            _ending_pages.remove(page)
+            _put(("page_end", page), start=False)
 
 
 def _active_exporters() -> List["HarExporter"]:
@@ -250,15 +275,17 @@ def detach(recorder: "HarRecorder") -> None:
     with _lock:
         current = _listeners.get(recorder.library, ())
         _set_listeners(recorder.library, tuple(r for r in current if r is not recorder))
-        unfinished = [ex for ex in tuple(_in_flight) if recorder in ex.listeners]
+        # (a finished one is being queued by finish: its whole entry reaches the exporter)
+        unfinished = [ex for ex in tuple(_in_flight)
+                      if recorder in ex.listeners and not ex.finished]
         for exchange in unfinished:  # it gets this partial entry instead of the final one
             exchange.listeners = tuple(r for r in exchange.listeners if r is not recorder)
-            if not exchange.listeners:
-                # Nobody waits for its end any more, which may never come: a library unpatched
-                # meanwhile no longer reports it. Not kept (with its body) for ever.
-                _in_flight.discard(exchange)
     for exchange in unfinished:
         _put(("partial", exchange, recorder), urgent=True)
+        if not exchange.listeners:
+            # Nobody waits for its end any more, which may never come: a library unpatched
+            # meanwhile no longer reports it. Not kept (with its body) for ever.
+            _in_flight.discard(exchange)
     global _held
     timeout = recorder.settings.join_timeout
     # An exporter that hangs (a sink that never answers) holds the builder: waited for once,
@@ -355,6 +382,8 @@ def _loop() -> None:
         _urgent = False
         _drain(backlog)
         _held = False
+        if _ending_pages:
+            _end_pages()
 
 
 def _gather() -> None:
@@ -413,6 +442,8 @@ def _handle_marker(item: Any) -> None:
         item.set()
     elif item[0] == "page":
         _deliver_page(item[1], item[2])
+    elif item[0] == "page_end":
+        _deliver_page_end(item[1]["id"])
     elif item[0] == "partial":
         partial = _Batch()
         partial.add(item[1], (item[2],), partial=True)
@@ -512,6 +543,22 @@ def _deliver_page(page: dict, exporters: List["HarExporter"]) -> None:
             warn_once(f"export-page-{name}", f"{name} could not export a page", exc)
 
 
+def _deliver_page_end(page_id: str) -> None:
+    """Tell each exporter listening now that had the page: it has all its entries."""
+    with _lock:
+        exporters = _active_exporters()
+    for exporter in exporters:
+        sent = _pages_sent.get(id(_sink(exporter)))
+        if sent is None or page_id not in sent:
+            continue
+        sent.discard(page_id)  # (an ended page is never sent again: not kept for ever)
+        try:
+            exporter.end_page(page_id)
+        except BaseException as exc:
+            name = _name_of(exporter)
+            warn_once(f"export-page-end-{name}", f"{name} could not end a page", exc)
+
+
 def _name_of(exporter: "HarExporter") -> str:
     """The exporter a warning names: the program's own, not a shim of harlem's in front of it
     (one that counts entries says ``name_in_warnings``)."""
@@ -527,7 +574,7 @@ def _after_fork_in_child() -> None:
     Whoever wants the child recorded (the agent) attaches new recorders after this runs.
     """
     global _lock, _backlog, _worker, _running, _wake, _idle, _urgent, _pending_bytes, _pending_cond
-    global _listeners, _open_pages, _deferrable, _here_lock
+    global _listeners, _open_pages, _deferrable, _here_lock, _ending_pages
     _lock = threading.RLock()
     _backlog = deque()
     _worker = None
@@ -543,6 +590,7 @@ def _after_fork_in_child() -> None:
     _in_flight.clear()
     _pages_sent.clear()
     _open_pages = list(_open_pages)
+    _ending_pages = []
 
 
 if hasattr(os, "register_at_fork"):

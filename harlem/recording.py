@@ -56,6 +56,9 @@ class _Tally(HarExporter):
     def add_page(self, page: Dict[str, Any]) -> None:
         self.inner.add_page(page)
 
+    def end_page(self, page_id: str) -> None:
+        self.inner.end_page(page_id)
+
     def add_entry(self, entry: Dict[str, Any]) -> None:
         self.add_entries([entry])
 

@@ -118,6 +118,42 @@ def test_every_torn_write_repairs_to_the_entries_fully_written(indent, count, tm
 
 
 @pytest.mark.parametrize("indent", [None, 2])
+def test_every_torn_page_write_repairs_to_the_pages_fully_written(indent, tmp_path, monkeypatch):
+    """A page is written in place, into the room after the pages: a crash in that write
+    leaves the head torn, and repair cuts the pages back to the last whole one."""
+    path = tmp_path / "live.har"
+    exporter = LiveFileHarExporter(path, indent=indent)
+    exporter.start()
+    exporter.add_page(pipeline.default_page())
+    for number in range(3):
+        exporter.add_entry(small_entry(number))
+    before = path.read_bytes()
+    writes: List[Tuple[bytes, int]] = []
+    real = os.pwrite
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: (
+        writes.append((bytes(data), offset)), real(fd, data, offset))[1])
+    exporter.add_page({**pipeline.default_page(), "id": "page_1", "title": "new"})
+    monkeypatch.setattr(os, "pwrite", real)
+    exporter.stop()
+    assert len(writes) == 1, "one page, one write in place"
+    data, offset = writes[0]
+    separator_and_page = len(data) - len(Layout(indent).pages_close)
+    problems = []
+    for written in range(len(data) + 1):
+        repaired, count = repair(_torn(before, offset, data, written))
+        try:
+            har = check_har(orjson.loads(repaired))
+        except Exception as exc:  # noqa: BLE001 - collected, reported together below
+            problems.append((written, f"invalid: {str(exc)[:200]}"))
+            continue
+        pages = [page["id"] for page in har["log"]["pages"]]
+        expected = ["page_0", "page_1"] if written >= separator_and_page else ["page_0"]
+        if pages != expected or numbers(har) != [0, 1, 2] or count != 3:
+            problems.append((written, pages, numbers(har)))
+    assert not problems, f"{len(problems)} of {len(data) + 1} torn states: {problems[:6]}"
+
+
+@pytest.mark.parametrize("indent", [None, 2])
 def test_a_write_torn_inside_the_entry_repairs_to_the_entries_before_it(indent, tmp_path,
                                                                         monkeypatch):
     before, offset, data = _last_write(tmp_path, indent, 3, monkeypatch)
@@ -161,7 +197,7 @@ with record_to_file(out, live=True, indent=int(indent) or None):
         log.write(f"begin {number}\\n")
         size = (0, 300, 60_000, 400_000)[number % 4]  # big entries make torn writes likely
         if number % 9 == 4:
-            with harlem.page(f"page {number}"):  # a page rewrites the whole file
+            with harlem.page(f"page {number}"):  # a page is written into the head
                 requests.get(f"{url}/binary?size={size}&n={number}").content
         else:
             requests.get(f"{url}/binary?size={size}&n={number}").content
@@ -369,7 +405,8 @@ def test_a_symlink_planted_while_recording_live_is_not_followed(tmp_path):
     path.unlink()
     path.symlink_to(victim)  # swapped in behind harlem's back
     exporter.add_entry(small_entry(1))
-    exporter.add_page({**pipeline.default_page(), "id": "page_1", "title": "forces a rewrite"})
+    # a page larger than the room the head keeps for pages: the file is rewritten
+    exporter.add_page({**pipeline.default_page(), "id": "page_1", "title": "rewrite " * 1000})
     exporter.add_entry(small_entry(2))
     exporter.stop()
     _assert_untouched(path, victim)
@@ -434,8 +471,11 @@ def test_a_reader_never_sees_half_a_file_during_rewrites(tmp_path):
     assert numbers(check_har(path)) == list(range(25))
 
 
-def test_a_reader_never_sees_half_a_live_file_during_page_rewrites(tmp_path):
+def test_a_reader_never_sees_half_a_live_file_during_page_rewrites(tmp_path, monkeypatch):
     path = tmp_path / "out.har"
+    # Pages go into room the head keeps for them; once it is full (here: always), the
+    # file is rewritten with more room.
+    monkeypatch.setattr(LiveFileHarExporter, "_add_page_in_place", lambda self, page: False)
     exporter = LiveFileHarExporter(path)
     exporter.start()
     exporter.add_page(pipeline.default_page())

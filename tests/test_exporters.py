@@ -173,6 +173,74 @@ def test_live_pages_added_later_keep_every_entry(tmp_path):
     exporter.stop()
 
 
+def _page(page_id: str, started: float | None = None, title: str = "job") -> Dict[str, Any]:
+    from harlem.pipeline import iso_time
+
+    return dict(DEFAULT_PAGE, id=page_id, title=title,
+                startedDateTime=iso_time(time.time() if started is None else started))
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_live_pages_are_written_in_place_and_the_file_is_rewritten_rarely(
+        tmp_path, monkeypatch, indent):
+    """A page goes into room the head keeps after the pages: the entries' bytes stay where
+    they are, and the file is rewritten only when the room runs out, each time with as much
+    room again as the pages take (a few rewrites for a thousand pages, not a thousand)."""
+    from harlem.exporters import live
+
+    rewrites = []
+    real_atomic_write = live.atomic_write
+    monkeypatch.setattr(live, "atomic_write",
+                        lambda *args, **kwargs: (rewrites.append(1), real_atomic_write(*args, **kwargs)))
+    path = tmp_path / "live.har"
+    exporter = LiveFileHarExporter(path, indent=indent)
+    exporter.start()
+    exporter.add_page(DEFAULT_PAGE)
+    for number in range(10):
+        exporter.add_entry(make_entry(number))
+    started_with = len(rewrites)
+    before = path.read_bytes()
+    entries_at = before.index(b'"entries"')
+    exporter.add_page(_page("page_1"))
+    after = path.read_bytes()
+    assert len(rewrites) == started_with, "a page rewrote the file"
+    assert len(after) == len(before) and after[entries_at:] == before[entries_at:]
+    assert [p["id"] for p in check_har(path)["log"]["pages"]] == ["page_0", "page_1"]
+    for number in range(2, 1000):
+        exporter.add_page(_page(f"page_{number}"))
+        if number % 97 == 0:
+            check_har(path)
+    exporter.add_entry(dict(make_entry(10), pageref="page_999"))
+    exporter.stop()
+    har = check_har(path)
+    assert [p["id"] for p in har["log"]["pages"]] == [f"page_{n}" for n in range(1000)]
+    assert entry_numbers(har) == [str(n) for n in range(11)]
+    assert len(rewrites) - started_with <= 10, len(rewrites)
+
+
+def test_live_retention_lets_go_of_ended_pages_that_no_kept_entry_names(tmp_path):
+    path = tmp_path / "live.har"
+    exporter = LiveFileHarExporter(path, retention_seconds=60)
+    exporter.start()
+    old = time.time() - 3600
+    exporter.add_page(DEFAULT_PAGE)
+    for page_id in ("ended", "open", "named", "recent"):
+        exporter.add_page(_page(page_id, started=None if page_id == "recent" else old))
+    exporter.add_entry(dict(make_entry(0, started=old), pageref="ended"))  # expired
+    exporter.add_entry(dict(make_entry(1), pageref="named"))  # kept: its page stays
+    for page_id in ("ended", "named", "recent"):
+        exporter.end_page(page_id)
+    exporter.end_page("never added")
+    exporter._last_expiry = exporter._pages_checked = 0.0  # a period later: retention is due
+    exporter.add_entry(make_entry(2))
+    har = check_har(path)
+    assert [p["id"] for p in har["log"]["pages"]] == ["page_0", "open", "named", "recent"]
+    assert entry_numbers(har) == ["1", "2"]
+    exporter.stop()
+    assert [p["id"] for p in check_har(path)["log"]["pages"]] == ["page_0", "open", "named", "recent"]
+    assert exporter._ended == {"named", "recent"}
+
+
 def test_live_interval_keeps_its_interval_without_new_requests(tmp_path):
     path = tmp_path / "live.har"
     exporter = LiveFileHarExporter(path, interval_seconds=0.05)
@@ -257,6 +325,26 @@ def test_background_exporters_write_the_same_file(tmp_path, wrap, live):
     inner = LiveFileHarExporter(path) if live else FileHarExporter(path)
     feed(wrap(inner), 50)
     assert entry_numbers(check_har(path)) == [str(n) for n in range(50)]
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda inner: BackgroundThreadHarExporter(inner),
+    lambda inner: BackgroundProcessHarExporter(inner),
+    lambda inner: ExecutorHarExporter(inner, concurrent.futures.ThreadPoolExecutor(4)),
+    lambda inner: CompositeHarExporter([inner]),
+], ids=["thread", "process", "executor", "composite"])
+def test_wrappers_pass_on_the_end_of_a_page(tmp_path, wrap):
+    """A live file under retention lets an old page go once told it ended, wherever it runs."""
+    path = tmp_path / "out.har"
+    exporter = wrap(LiveFileHarExporter(path, retention_seconds=60))
+    exporter.start()
+    exporter.add_page(DEFAULT_PAGE)
+    exporter.add_page(_page("old", started=time.time() - 3600))
+    exporter.end_page("old")
+    exporter.add_entry(make_entry(0))
+    exporter.stop()
+    har = check_har(path)
+    assert [p["id"] for p in har["log"]["pages"]] == ["page_0"] and entry_numbers(har) == ["0"]
 
 
 def test_background_process_that_died_loses_entries_but_not_the_program(tmp_path, capfd):

@@ -224,3 +224,97 @@ def test_recordings_that_share_an_exporter_give_it_each_entry_and_page_once(serv
             requests.get(server.url + "/json")
     assert len(shared.model.log.entries) == 1 and shared.page_ids == ["page_0"]
     assert outer.entry_count == inner.entry_count == 1  # each Recording's own count holds
+
+
+# --- pages ending ---------------------------------------------------------------------------
+
+
+class _CallLog(ModelHarExporter):
+    """Remembers the order of the calls it gets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list = []
+
+    def add_page(self, page):
+        self.calls.append(("page", page["id"]))
+        super().add_page(page)
+
+    def add_entries(self, entries):
+        self.calls.extend(("entry", entry["pageref"]) for entry in entries)
+        super().add_entries(entries)
+
+    def end_page(self, page_id):
+        self.calls.append(("end", page_id))
+
+
+def test_a_page_ends_for_exporters_only_after_the_requests_begun_inside_it(server):
+    """The block is over, but a response it began is still being read: the page ends once
+    that entry is exported, never before (an exporter letting the page go would leave the
+    entry naming a page that is not in the file)."""
+    import harlem
+
+    exporter = _CallLog()
+    with Recording(exporter):
+        session = requests.Session()
+        with harlem.page("job") as page:
+            response = session.get(server.url + "/stream?chunks=3&size=1000&delay=0.2", stream=True)
+            session.get(server.url + "/json").content
+        assert pipeline.flush(30)
+        assert ("end", page["id"]) not in exporter.calls, "ended while a response was being read"
+        assert len(response.content) == 3000
+        response.close()
+        assert pipeline.flush(30)
+        deadline = time.monotonic() + 30
+        while ("end", page["id"]) not in exporter.calls and time.monotonic() < deadline:
+            time.sleep(0.02)  # (the builder notices the page free once that entry is out)
+        with harlem.page("empty") as empty:
+            pass
+        assert pipeline.flush(30)
+    calls = exporter.calls
+    assert calls.count(("entry", page["id"])) == 2 and calls.count(("end", page["id"])) == 1
+    last_entry = max(i for i, call in enumerate(calls) if call == ("entry", page["id"]))
+    assert calls.index(("end", page["id"])) > last_entry
+    assert calls.index(("end", empty["id"])) > calls.index(("page", empty["id"]))
+    assert ("end", pipeline.DEFAULT_PAGE_ID) not in calls  # the default page never ends
+    assert not any(page["id"] in sent for sent in pipeline._pages_sent.values())
+
+
+@pytest.mark.parametrize("in_background", [None, "thread", "process"])
+def test_a_live_file_with_retention_keeps_only_recent_pages(server, tmp_path, check_har,
+                                                             in_background):
+    """A worker that opens a page per job: the pages of expired jobs leave the file (and
+    memory) with their entries; every entry still names a page in the file."""
+    import harlem
+    from harlem import record_to_file
+
+    path = tmp_path / "live.har"
+    session = requests.Session()
+
+    def written() -> dict:
+        pipeline.flush()
+        deadline = time.monotonic() + 30
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)  # (a background process starts its exporter a moment later)
+        while True:  # (and a background exporter writes a moment after the flush)
+            har = check_har(path)
+            if len(har["log"]["entries"]) == count or time.monotonic() > deadline:
+                return har
+            time.sleep(0.02)
+
+    with record_to_file(path, live=True, retention_seconds=0.5,
+                        in_background=in_background) as recording:
+        for number in range(3):
+            with harlem.page(f"job {number}"):
+                session.get(server.url + f"/json?job={number}").content
+        count = 3
+        assert len(written()["log"]["pages"]) == 4
+        time.sleep(1.2)  # past the retention, and past the next time it is applied
+        with harlem.page("job 3"):
+            session.get(server.url + "/json?job=3").content
+        count = 1
+        har = written()
+        assert [p["title"] for p in har["log"]["pages"]] == ["harlem recording", "job 3"]
+        assert [e["request"]["url"][-5:] for e in har["log"]["entries"]] == ["job=3"]
+    assert [p["title"] for p in check_har(path)["log"]["pages"]] == ["harlem recording", "job 3"]
+    assert recording.entry_count == 4

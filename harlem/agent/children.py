@@ -55,6 +55,7 @@ class PartExporter(HarExporter):
         self.path: Optional[str] = None
         self._stem = ""
         self._live: Optional[LiveFileHarExporter] = None
+        self._ended: List[str] = []  # pages that ended before the file opened
 
     def add_page(self, page: Dict[str, Any]) -> None:
         with self._lock:
@@ -62,6 +63,13 @@ class PartExporter(HarExporter):
                 self.pages.append(dict(page))
             else:
                 self._live.add_page(page)
+
+    def end_page(self, page_id: str) -> None:
+        with self._lock:
+            if self._live is None:
+                self._ended.append(page_id)
+            else:
+                self._live.end_page(page_id)
 
     def add_entry(self, entry: Dict[str, Any]) -> None:
         with self._lock:
@@ -76,6 +84,8 @@ class PartExporter(HarExporter):
         live = LiveFileHarExporter(self.path, retention_seconds=self.retention_seconds)
         live.pages = self.pages
         live.start()
+        for page_id in self._ended:
+            live.end_page(page_id)
         self._live = live
         return live
 

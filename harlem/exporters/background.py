@@ -114,6 +114,9 @@ class ExecutorHarExporter(_Wrapper):
     def add_page(self, page: Dict[str, Any]) -> None:
         self._submit("add_page", page)
 
+    def end_page(self, page_id: str) -> None:
+        self._submit("end_page", page_id)
+
     def add_entry(self, entry: Dict[str, Any]) -> None:
         self._submit("add_entry", entry)
 
@@ -203,6 +206,9 @@ class BackgroundThreadHarExporter(_Wrapper):
     def add_page(self, page: Dict[str, Any]) -> None:
         self._put(("add_page", page))
 
+    def end_page(self, page_id: str) -> None:
+        self._put(("end_page", page_id))
+
     def add_entry(self, entry: Dict[str, Any]) -> None:
         self._put(("add_entry", entry))
 
@@ -283,6 +289,9 @@ class BackgroundProcessHarExporter(_Wrapper):
 
     def add_page(self, page: Dict[str, Any]) -> None:
         self._send(b"P", orjson.dumps(page))
+
+    def end_page(self, page_id: str) -> None:
+        self._send(b"D", orjson.dumps(page_id))
 
     def add_entry(self, entry: Dict[str, Any]) -> None:
         self._send(b"E", orjson.dumps(entry))

@@ -85,6 +85,11 @@ class HarExporter:
     def add_page(self, page: Dict[str, Any]) -> None:
         """A HAR page dict (``id``, ``title``, ``startedDateTime``, ``pageTimings``)."""
 
+    def end_page(self, page_id: str) -> None:
+        """No entry will name page ``page_id`` any more: its ``harlem.page()`` block ended and
+        every request begun inside it was exported. An exporter that keeps only recent data
+        (a live file's retention) may let the page go once no entry it keeps names it."""
+
     def add_entry(self, entry: Dict[str, Any]) -> None:
         """A HAR entry dict. Must not keep a reference that the caller later mutates."""
         raise NotImplementedError

@@ -43,6 +43,9 @@ class CompositeHarExporter(HarExporter):
     def add_page(self, page: Dict[str, Any]) -> None:
         self._each("add_page", page)
 
+    def end_page(self, page_id: str) -> None:
+        self._each("end_page", page_id)
+
     def add_entry(self, entry: Dict[str, Any]) -> None:
         self._each("add_entry", entry)
 

@@ -7,6 +7,10 @@ then ``tail``. ``"entries"`` is the last member of the log, so that:
 * a live file grows by overwriting the tail with ``",\\n" + entry + tail`` in one write;
 * after a torn write, cutting back to the last complete entry and re-adding the tail repairs it.
 
+The head lists the pages one per line, like the entries, and may leave *room* after the
+pages' closing bracket: spaces, which JSON ignores. A live file adds a page by writing it
+and the bracket over that room (:meth:`Layout.page`), without moving a byte of the entries.
+
 Compact entries are one line each (orjson escapes newlines inside strings). With ``indent``,
 each entry is pretty-printed and shifted to its depth, so the file reads as one indented JSON.
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from .base import creator
 
@@ -49,33 +53,57 @@ class Layout:
         self.indent = indent or None
         self._pad = " " * (3 * self.indent) if self.indent else ""
         self._created = time.time()
-        self.tail = self._split([])[1]
+        self.tail = self._split()[1]
 
-    def head(self, pages: List[Dict[str, Any]]) -> bytes:
-        """The document up to the entries; a HAR always has a page, so the default one is
-        written when none was given."""
+    def head(self, pages: List[Dict[str, Any]], room: int = 0) -> bytes:
+        """The document up to the entries; ``room`` spaces follow the pages' closing bracket."""
+        listed, rest = self.head_parts(pages)
+        return listed + self.pages_close + b" " * room + rest
+
+    def head_parts(self, pages: List[Dict[str, Any]]) -> Tuple[bytes, bytes]:
+        """The head cut around the pages' closing bracket (:attr:`pages_close`): up to the end
+        of the last page, and from after the bracket to the entries' opening one. A HAR always
+        has a page, so the default one is listed when ``pages`` is empty."""
         if not pages:
             from ..pipeline import default_page
 
             pages = [default_page(self._created)]
-        return self._split(pages)[0]
+        before, after = self._split(pages=True)
+        listed = b"".join((self.first_separator if number == 0 else self.separator) + self.page(page)
+                          for number, page in enumerate(pages))
+        return before + listed, after
 
-    def _split(self, pages: List[Dict[str, Any]]) -> "tuple[bytes, bytes]":
-        log: Dict[str, Any] = {"version": "1.2", "creator": creator(), "pages": pages,
-                               "entries": [_PLACEHOLDER]}
+    def page(self, page: Dict[str, Any]) -> bytes:
+        """One page, serialised like an entry (indented to the same depth)."""
         # The standard library's json, which the programs harlem records have imported
         # already: a few small dicts do not need orjson, whose import costs ~20 ms (it imports
         # dataclasses, uuid...), and a recording that saw no entry then never pays for it.
+        if not self.indent:
+            return json.dumps(page, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return self._padded(json.dumps(page, indent=self.indent, ensure_ascii=False).encode("utf-8"))
+
+    def _split(self, pages: bool = False) -> Tuple[bytes, bytes]:
+        """The document around its entries (or, with ``pages``, around its pages: from after
+        the pages' opening bracket to the entries' opening one)."""
+        log: Dict[str, Any] = {"version": "1.2", "creator": creator(),
+                               "pages": [_PLACEHOLDER] if pages else [],
+                               "entries": [] if pages else [_PLACEHOLDER]}
         separators = (",", ":") if not self.indent else (",", ": ")
         text = json.dumps({"log": log}, indent=self.indent, separators=separators,
                           ensure_ascii=False).encode("utf-8")
         marker = b'"' + _PLACEHOLDER.encode() + b'"'
         at = text.index(marker)
-        head = text[:at].rstrip()  # ends with "["
-        tail = text[at + len(marker):].lstrip()  # starts with "]"
-        if self.indent:
-            return head, b"\n" + b" " * (2 * self.indent) + tail + b"\n"
-        return head, b"\n" + tail + b"\n"
+        before = text[:at].rstrip()  # ends with "["
+        after = text[at + len(marker):].lstrip()  # starts with "]"
+        if pages:  # from the pages' "]" (pages_close) to the entries' "["
+            after = after[1:]
+            return before, after[:after.index(b"[", after.index(b'"entries"')) + 1]
+        return before, self.pages_close[:-1] + after + b"\n"
+
+    @property
+    def pages_close(self) -> bytes:
+        """What closes the pages (and, before the document's end, the entries)."""
+        return b"\n" + b" " * (2 * (self.indent or 0)) + b"]"
 
     def entry(self, entry: Dict[str, Any]) -> bytes:
         """One entry, serialised (and indented to its depth when ``indent`` is set)."""
@@ -173,13 +201,47 @@ def repair(data: bytes) -> "tuple[bytes, int]":
         if text[position:position + 1] != ",":
             break
         position += 1
-    candidate = data[:cut] + Layout(_detected_indent(data)).tail
+    layout = Layout(_detected_indent(data))
+    candidate = data[:cut] + layout.tail
     try:
         document = _orjson.loads(candidate)
-    except ValueError:
-        raise RepairError("no valid state found: the head of the file is damaged") from None
+    except ValueError:  # a page torn while it was written into the head's room?
+        candidate = _mend_pages(data[:start + 1], text, layout) + data[start + 1:cut] + layout.tail
+        try:
+            document = _orjson.loads(candidate)
+        except ValueError:
+            raise RepairError("no valid state found: the head of the file is damaged") from None
     _entry_count(document)
     return candidate, count
+
+
+def _mend_pages(head: bytes, text: str, layout: Layout) -> bytes:
+    """``head`` (up to the entries' "[") with the pages cut back to the last whole one, as a
+    live file's head is after a page's write was torn: the page and the pages' "]" were
+    being written over the spaces that follow it, and the rest of the head is as it was."""
+    key = head.find(b'"pages":')
+    opening = head.find(b"[", key)
+    entries_key = head.rfind(b'"entries":')
+    comma = head.rfind(b",", 0, entries_key)
+    if key < 0 or opening < 0 or entries_key < 0 or comma < opening:
+        return head
+    decoder = json.JSONDecoder()
+    pages = text[:comma]  # (the pages' torn end must not run into the rest of the head)
+    cut = position = opening + 1
+    while True:
+        position = _skip_space(pages, position)
+        try:
+            page, end = decoder.raw_decode(pages, position)
+        except (ValueError, RecursionError):
+            break
+        if not isinstance(page, dict) or not page:
+            break
+        cut = end
+        position = _skip_space(pages, end)
+        if pages[position:position + 1] != ",":
+            break
+        position += 1
+    return head[:cut] + layout.pages_close + head[comma:]
 
 
 def _entry_count(document: Any) -> int:

@@ -6,9 +6,12 @@ not grow with the file, earlier bytes are never touched, and the file parses aft
 write. A torn write (the process killed mid-write) leaves the entries of that last write
 incomplete; ``harlem repair`` keeps every complete one and cuts off the rest.
 
-Rewrites are rare and atomic (temporary file + rename): when a page is added (pages precede
-entries in the document) and when retention drops expired entries, at most once per tenth of
-the retention period. Only a small index (time, offset, length per entry) stays in memory.
+Pages precede the entries in the document: the head keeps room (spaces) after the pages, and
+a page is written into it in place. Rewrites are rare and atomic (temporary file + rename):
+when that room runs out (the next rewrite leaves as much room as the pages take, so a file
+with many pages is rewritten a logarithmic number of times), and when retention drops what
+expired, at most once per tenth of the retention period. Only a small index (time, offset,
+length and page per entry) stays in memory.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import errno
 import os
 import threading
 import time
+from collections import Counter
 from datetime import datetime
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .._fds import above_std_streams
 from .._threads import start_daemon
@@ -31,6 +35,8 @@ __all__ = ["LiveFileHarExporter"]
 
 #: With an interval, pending entries are written early once they hold this many bytes.
 MAX_PENDING_BYTES = 8 * 1024 * 1024
+#: Room left for pages to come after the pages of a head, at least (a few pages' worth).
+PAGE_ROOM = 1024
 
 
 class LiveFileHarExporter(HarExporter):
@@ -40,7 +46,9 @@ class LiveFileHarExporter(HarExporter):
     * ``interval_seconds=N``: entries are written in batches every N seconds; with
       ``hard_interval=True`` (default) a timer thread keeps the interval even when no request
       is made, with ``False`` a batch is written when an entry arrives after the interval.
-    * ``retention_seconds=N``: entries that started more than N seconds ago are dropped.
+    * ``retention_seconds=N``: entries that started more than N seconds ago are dropped, and
+      so are pages as old that no entry names any more once the recording says they ended
+      (:meth:`end_page`).
     * ``join_timeout``: how long :meth:`stop` waits for the timer thread.
     """
 
@@ -57,15 +65,27 @@ class LiveFileHarExporter(HarExporter):
         self.join_timeout = join_timeout
         self.mode = mode
         self.pages: List[Dict[str, Any]] = []
+        #: The id of each page in self.pages, with its start (for retention: else 0).
+        self._page_starts: Dict[Any, float] = {}
+        self._ended: Set[Any] = set()  # ids of pages no entry will name any more (end_page)
+        #: How many entries on disk name each page (for retention).
+        self._refs: "Counter[Any]" = Counter()
         self._layout = Layout(indent)
         self._fd: Optional[int] = None
         self._end = 0  # offset where the tail starts
-        #: (start time, offset, length) of each entry on disk, oldest first.
-        self._index: List[Tuple[float, int, int]] = []
-        self._pending: List[Tuple[float, bytes]] = []
+        #: Where the next page goes (the end of the last page on disk), how many spaces follow
+        #: the pages' closing bracket, and how many of self.pages the head lists (none: it
+        #: holds a made-up default page, replaced by a rewrite).
+        self._pages_end = 0
+        self._room = 0
+        self._listed = 0
+        #: (start time, offset, length, pageref) of each entry on disk, oldest first.
+        self._index: List[Tuple[float, int, int, Any]] = []
+        self._pending: List[Tuple[float, bytes, Any]] = []
         self._pending_bytes = 0
         self._last_flush = time.monotonic()
         self._last_expiry = 0.0
+        self._pages_checked = 0.0
         self._timer: Optional[threading.Thread] = None
         self._stopping = threading.Event()
 
@@ -120,11 +140,36 @@ class LiveFileHarExporter(HarExporter):
 
     def add_page(self, page: Dict[str, Any]) -> None:
         with self._lock:
-            if any(p["id"] == page["id"] for p in self.pages):
+            if page["id"] in self._page_starts:
                 return
             self.pages.append(dict(page))
-            if self._fd is not None:
+            self._page_starts[page["id"]] = _started(page) if self.retention_seconds else 0.0
+            if self._fd is not None and not self._add_page_in_place(self.pages[-1]):
                 self._flush(force_rewrite=True)
+
+    def end_page(self, page_id: str) -> None:
+        with self._lock:
+            if page_id in self._page_starts:
+                self._ended.add(page_id)
+
+    def _add_page_in_place(self, page: Dict[str, Any]) -> bool:
+        """Write ``page`` into the room after the pages; False if a rewrite must do it."""
+        layout = self._layout
+        data = layout.separator + layout.page(page)
+        if not self._listed or len(data) > self._room:
+            return False
+        try:
+            self._pwrite_all(data + layout.pages_close, self._pages_end)
+        except OSError:  # (overwriting spaces needs no new disk space: an odd failure)
+            try:  # the spaces back, then a rewrite says whether the file can still be written
+                self._pwrite_all(layout.pages_close + b" " * len(data), self._pages_end)
+            except OSError:
+                pass
+            return False
+        self._pages_end += len(data)
+        self._room -= len(data)
+        self._listed += 1
+        return True
 
     def add_entry(self, entry: Dict[str, Any]) -> None:
         self.add_entries([entry])
@@ -135,8 +180,8 @@ class LiveFileHarExporter(HarExporter):
         error: Optional[Exception] = None
         for entry in entries:  # one entry that cannot be serialised keeps the others in
             try:
-                started = _entry_time(entry) if self.retention_seconds else 0.0
-                serialised.append((started, self._layout.entry(entry)))
+                started = _started(entry) if self.retention_seconds else 0.0
+                serialised.append((started, self._layout.entry(entry), entry.get("pageref")))
             except Exception as exc:
                 error = error or exc
         with self._lock:
@@ -168,9 +213,9 @@ class LiveFileHarExporter(HarExporter):
         self._last_flush = time.monotonic()
         if self._fd is None:
             return
-        keep_from = self._expired_count()
-        if force_rewrite or keep_from:
-            self._rewrite(self._index[keep_from:])
+        keep_from = self._expire()
+        if force_rewrite or keep_from is not None:
+            self._rewrite(self._index[keep_from or 0:])
             return
         if not self._pending:
             return
@@ -185,23 +230,25 @@ class LiveFileHarExporter(HarExporter):
             for item in pending:  # the disk may still hold some of them: keep what fits
                 self._append([item])
 
-    def _append(self, pending: List[Tuple[float, bytes]]) -> None:
+    def _append(self, pending: List[Tuple[float, bytes, Any]]) -> None:
         """Write ``pending`` entries after the last one, and the tail, in one ``pwrite``."""
         layout = self._layout
         parts = []
         index = []
         offset = self._end
-        for started, data in pending:
+        for started, data, pageref in pending:
             separator = layout.first_separator if not (self._index or index) else layout.separator
             offset += len(separator)
             parts.append(separator)
             parts.append(data)
-            index.append((started, offset, len(data)))
+            index.append((started, offset, len(data), pageref))
             offset += len(data)
         parts.append(layout.tail)
         self._write_tail_at(b"".join(parts), self._end)
         self._index.extend(index)
         self._end = offset
+        if self.retention_seconds:
+            self._refs.update(pageref for _, _, _, pageref in index)
 
     def _write_tail_at(self, data: bytes, offset: int) -> None:
         """Write ``data`` (ending with the tail) at ``offset``, all of it or nothing.
@@ -210,15 +257,8 @@ class LiveFileHarExporter(HarExporter):
         (those bytes are already allocated) and the file is cut after it, so the file stays
         the valid document it was before.
         """
-        view = memoryview(data)
-        position = offset
         try:
-            while view:
-                written = os.pwrite(self._fd, view, position)
-                if written <= 0:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                view = view[written:]
-                position += written
+            self._pwrite_all(data, offset)
         except OSError:
             tail = self._layout.tail
             try:
@@ -228,43 +268,78 @@ class LiveFileHarExporter(HarExporter):
                 pass
             raise
 
-    def _expired_count(self) -> int:
-        """How many of the oldest written entries retention drops now (0 if not due)."""
-        if not self.retention_seconds or not self._index:
-            return 0
+    def _pwrite_all(self, data: bytes, offset: int) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self._fd, view, offset)
+            if written <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            view = view[written:]
+            offset += written
+
+    def _expire(self) -> Optional[int]:
+        """If retention is due and drops something: how many of the oldest written entries go
+        (the pages that go are gone from ``self.pages``); else None."""
+        if not self.retention_seconds:
+            return None
         now = time.time()
-        if now - self._last_expiry < max(1.0, self.retention_seconds / 10):
-            return 0
+        period = max(1.0, self.retention_seconds / 10)
+        if now - self._last_expiry < period:
+            return None
         cutoff = now - self.retention_seconds
         count = 0
-        for started, _, _ in self._index:
+        for started, _, _, _ in self._index:
             if started >= cutoff:
                 break
             count += 1
-        if count:
-            self._last_expiry = now
+        dropped: Set[Any] = set()
+        # (pages are looked through once a period, or when entries go: not at every write)
+        if count or (self._ended and now - self._pages_checked >= period):
+            self._pages_checked = now
+            dropped = self._expired_pages(cutoff, count)
+        if not count and not dropped:
+            return None
+        self._last_expiry = now
+        if dropped:
+            self.pages = [page for page in self.pages if page["id"] not in dropped]
+            self._ended -= dropped
         return count
 
-    def _rewrite(self, kept: List[Tuple[float, int, int]]) -> None:
+    def _expired_pages(self, cutoff: float, kept_from: int) -> Set[Any]:
+        """Ids of the pages retention drops: ended, older than ``cutoff``, and named by no
+        entry that stays (on disk from ``kept_from``, or pending)."""
+        old = {page_id for page_id in self._ended if self._page_starts[page_id] < cutoff}
+        if not old:
+            return old
+        dropping = Counter(pageref for _, _, _, pageref in self._index[:kept_from]
+                           if pageref in old)
+        named = {page_id for page_id in old if self._refs[page_id] > dropping[page_id]}
+        named.update(pageref for started, _, pageref in self._pending if started >= cutoff)
+        return old - named
+
+    def _rewrite(self, kept: List[Tuple[float, int, int, Any]]) -> None:
         """Write a fresh file: head, the ``kept`` entries, the pending ones, the tail."""
         cutoff = time.time() - self.retention_seconds if self.retention_seconds else None
         old_fd = self._fd
-        entries: List[Tuple[float, bytes]] = []
-        for started, offset, length in kept:
-            entries.append((started, os.pread(old_fd, length, offset) if old_fd is not None else b""))
+        entries: List[Tuple[float, bytes, Any]] = []
+        for started, offset, length, pageref in kept:
+            data = os.pread(old_fd, length, offset) if old_fd is not None else b""
+            entries.append((started, data, pageref))
         entries.extend(e for e in self._pending if cutoff is None or e[0] >= cutoff)
-        head = self._layout.head(self.pages)
-        index: List[Tuple[float, int, int]] = []
+        listed, rest = self._layout.head_parts(self.pages)
+        room = max(PAGE_ROOM, len(listed)) if self.pages else 0  # pages to come: as many again
+        head = listed + self._layout.pages_close + b" " * room + rest
+        index: List[Tuple[float, int, int, Any]] = []
 
         def writer(write: Any) -> None:
             offset = len(head)
             write(head)
-            for number, (started, data) in enumerate(entries):
+            for number, (started, data, pageref) in enumerate(entries):
                 separator = self._layout.first_separator if number == 0 else self._layout.separator
                 write(separator)
                 offset += len(separator)
                 write(data)
-                index.append((started, offset, len(data)))
+                index.append((started, offset, len(data), pageref))
                 offset += len(data)
             write(self._layout.tail)
 
@@ -275,13 +350,19 @@ class LiveFileHarExporter(HarExporter):
         self._fd = fd
         self._index = index
         self._end = index[-1][1] + index[-1][2] if index else len(head)
+        self._pages_end, self._room, self._listed = len(listed), room, len(self.pages)
+        self._page_starts = {page["id"]: _started(page) if self.retention_seconds else 0.0
+                             for page in self.pages}
+        self._ended &= self._page_starts.keys()
+        if self.retention_seconds:
+            self._refs = Counter(pageref for _, _, _, pageref in index)
         self._pending.clear()
         self._pending_bytes = 0
 
 
-def _entry_time(entry: Dict[str, Any]) -> float:
-    """The entry's start as a Unix time (for retention); now when it cannot be read."""
+def _started(item: Dict[str, Any]) -> float:
+    """An entry's or a page's start as a Unix time (for retention); now if it cannot be read."""
     try:
-        return datetime.fromisoformat(entry["startedDateTime"].replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(item["startedDateTime"].replace("Z", "+00:00")).timestamp()
     except Exception:
         return time.time()

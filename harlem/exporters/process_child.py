@@ -1,6 +1,7 @@
 """The far end of :class:`~harlem.exporters.background.BackgroundProcessHarExporter`.
 
-Reads frames from stdin: the pickled exporter, then pages and entries as JSON, then stop.
+Reads frames from stdin: the pickled exporter, then pages, ended pages' ids and entries as JSON,
+then stop.
 A call that fails is one warning (as in the program's own process) and the rest go on; the
 exporter is stopped whatever happened, so that what it has is written.
 """
@@ -16,7 +17,7 @@ import orjson
 from .._warn import warn_once
 from .background import _HEADER, STOP_FAILED
 
-_CALLS = {b"P": "add_page", b"E": "add_entry"}
+_CALLS = {b"P": "add_page", b"D": "end_page", b"E": "add_entry"}
 
 
 def main() -> int:
