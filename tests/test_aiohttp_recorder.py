@@ -727,7 +727,7 @@ async def test_cancelled_request(server: Any, record: Any) -> None:
             with pytest.raises(asyncio.CancelledError):
                 await task
     response = only(rec.entries)["response"]
-    assert response["status"] == 0
+    assert response["status"] == 0 and response["_error"] == "net::ERR_ABORTED"
     assert "CancelledError" in response["comment"]
 
 

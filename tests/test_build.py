@@ -413,6 +413,9 @@ def caused(outer: BaseException, inner: BaseException) -> BaseException:
     (ServerDisconnectedError(), False, "net::ERR_EMPTY_RESPONSE"),
     (ProtocolError("incomplete"), True, "net::ERR_CONNECTION_CLOSED"),
     (ValueError("odd"), False, "net::ERR_FAILED"),
+    (asyncio.CancelledError(), True, "net::ERR_ABORTED"),
+    (KeyboardInterrupt(), False, "net::ERR_ABORTED"),
+    (caused(asyncio.CancelledError(), ConnectionResetError()), False, "net::ERR_CONNECTION_RESET"),
     # a body that does not decode: not a closed connection, whatever class carries it
     (type("ClientPayloadError", (Exception,), {})("Can not decode content-encoding: gzip"),
      True, "net::ERR_CONTENT_DECODING_FAILED"),

@@ -81,6 +81,10 @@ _RULES: List[Tuple[Test, Name]] = [
     (_is((BrokenPipeError,)), _fixed("net::ERR_CONNECTION_CLOSED")),
     (lambda exc, name: name in _PROTOCOL_NAMES, _closed),
     (_is((TimeoutError, socket.timeout), "Timeout"), _fixed("net::ERR_TIMED_OUT")),
+    # The program gave up on the request: a cancelled task (asyncio's, trio's, anyio's; also
+    # what asyncio.timeout and wait_for cancel with, inside), Ctrl-C. Chrome's word for a
+    # request its page abandoned.
+    (_is((KeyboardInterrupt,), "Cancelled"), _fixed("net::ERR_ABORTED")),
 ]
 
 
