@@ -272,7 +272,9 @@ def live_rows(runner: Runner, plan: Plan, with_requests: bool) -> List[List[str]
     a cost that grows only now and then shows in them)."""
     window = plan.live_window
     runs = [("built entries into LiveFileHarExporter.add_entry",
-             runner.run("live-feed", "plain", count=plan.live_count)["times"])]
+             runner.run("live-feed", "plain", count=plan.live_count)["times"]),
+            ("the same, each in a page of its own (add_page + add_entry)",
+             runner.run("live-pages", "plain", count=plan.live_count)["times"])]
     progress("live growth: exporter fed directly")
     if with_requests:
         real = runner.run("live-requests", "plain", count=plan.live_count, warmup=plan.warmup)

@@ -16,7 +16,8 @@ Workloads: ``requests`` (one keep-alive Session, GET /json), ``aiohttp`` (one Cl
 sequential GET /json), ``aiohttp-gather`` (the same, ``--concurrency`` at a time under
 ``asyncio.gather``), ``httpx`` (one ``httpx.Client``), ``large`` (requests, GET
 /large?size=1 MiB, body read whole), ``live-requests`` (requests under ``live=True``; prints
-per-request times), ``live-feed`` (built entries into :class:`LiveFileHarExporter`) and
+per-request times), ``live-feed`` (built entries into :class:`LiveFileHarExporter`),
+``live-pages`` (the same, each entry in a page of its own, as a worker with a page per job) and
 ``export`` (:class:`FileHarExporter.stop` against orjson by hand).
 """
 
@@ -276,16 +277,24 @@ def realistic_entries(base: str, count: int, out: str) -> List[Dict[str, Any]]:
 
 
 def live_feed_run(args: argparse.Namespace) -> Dict[str, Any]:
-    """Time each ``LiveFileHarExporter.add_entry`` of ``count`` entries (no HTTP in the loop)."""
+    """Time each ``LiveFileHarExporter.add_entry`` of ``count`` entries (no HTTP in the loop);
+    for ``live-pages``, each ``add_page`` of a new page and ``add_entry`` of an entry in it."""
     from harlem.exporters.live import LiveFileHarExporter
+    from harlem.pipeline import default_page
 
     entries = realistic_entries(args.url, args.count, args.out)
-    exporter = LiveFileHarExporter(os.path.join(args.out, "live-feed.har"))
+    exporter = LiveFileHarExporter(os.path.join(args.out, f"{args.workload}.har"))
+    pages = args.workload == "live-pages"
     clock = time.perf_counter
     times = []
     with exporter:
-        for entry in entries:
+        exporter.add_page(default_page())
+        for number, entry in enumerate(entries):
             begin = clock()
+            if pages:
+                page_id = f"page_{number + 1}"
+                exporter.add_page(dict(default_page(), id=page_id, title=f"job {number}"))
+                entry = dict(entry, pageref=page_id)
             exporter.add_entry(entry)
             times.append(clock() - begin)
     return {"times": times, "entries": exporter.entry_count}
@@ -339,7 +348,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5, help="for export: repetitions")
     args = parser.parse_args()
-    runs = {"live-requests": live_requests_run, "live-feed": live_feed_run, "export": export_run}
+    runs = {"live-requests": live_requests_run, "live-feed": live_feed_run,
+            "live-pages": live_feed_run, "export": export_run}
     result = runs.get(args.workload, http_run)(args)
     print(json.dumps(result))
     return 0
