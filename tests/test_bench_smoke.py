@@ -31,6 +31,15 @@ def test_a_tiny_run_prints_the_table() -> None:
     assert "NOT RECORDED" not in done.stdout
 
 
+def test_the_live_growth_section_prints_its_rows() -> None:
+    done = subprocess.run([sys.executable, str(RUN), "--quick", "--only", "live"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert any("add_entry" in row for row in rows), done.stdout
+    assert any("a page of its own" in row for row in rows), done.stdout
+
+
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_instruction_counts_print_their_table() -> None:
     done = subprocess.run(
