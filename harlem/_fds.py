@@ -4,12 +4,26 @@ A program may close its stderr (a daemon detaching, a service started without on
 write to fd 2 now and then, expecting ``EBADF``. The next file opened takes the lowest free
 number: if that is one of harlem's (a spool, a HAR file being written), the program's writes
 land in it and corrupt it. Every file harlem opens is moved above 2 when it got a lower number.
+
+Also here, as cheap to import (the agent checks its output when the program starts): whether
+an output path can be written at all.
 """
 
 import errno
 import os
 
-__all__ = ["above_std_streams", "open_anonymous", "open_stream"]
+__all__ = ["above_std_streams", "open_anonymous", "open_stream", "check_writable"]
+
+
+def check_writable(path: "str | os.PathLike[str]") -> None:
+    """Raise ``OSError`` with a plain message when ``path`` cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"folder is not writable: {folder}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"is a folder: {os.fspath(path)}")
 
 
 def above_std_streams(fd: int) -> int:

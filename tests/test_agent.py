@@ -589,12 +589,23 @@ def test_a_closed_stderr_never_writes_into_harlems_files(tmp_path, server):
         assert b"the program's own line" not in out.read_bytes()
 
 
-def test_an_output_folder_that_does_not_exist_is_one_warning(tmp_path, server):
-    app = write_program(tmp_path, REQUESTS, "fetch(1)")
+@pytest.mark.parametrize("source", [
+    "print('no HTTP library')",
+    REQUESTS + "import httpx, aiohttp\nfetch(1)",
+    REQUESTS + "import subprocess\nsubprocess.run([sys.executable, '-c', 'import requests'])\n"
+               "fetch(1)",
+], ids=["no-library", "three-libraries", "child"])
+def test_an_output_folder_that_does_not_exist_is_one_warning(tmp_path, server, source):
+    """The same line however many HTTP libraries (or processes) the program has: the folder
+    is checked when the program starts, as harlem-run does."""
+    pytest.importorskip("httpx")
+    app = write_program(tmp_path, source)
     result = run([sys.executable, str(app), server.url], agent_env(tmp_path / "gone" / "out.har"))
     assert result.returncode == 0
     warnings = [line for line in result.stderr.splitlines() if line.startswith("harlem:")]
-    assert len(warnings) == 1 and "not recording" in warnings[0], result.stderr
+    folder = tmp_path / "gone"
+    assert warnings == [f"harlem: warning: not recording: folder does not exist: {folder}"], \
+        result.stderr
 
 
 def test_a_ctrl_c_during_the_export_at_exit_waits_for_the_file(tmp_path, server):

@@ -765,3 +765,38 @@ def test_a_process_exporter_started_again_continues_its_recording(tmp_path, inne
     har = check_har(tmp_path / "out.har")
     assert entry_numbers(har) == ["0", "1"]
     assert [page["id"] for page in har["log"]["pages"]] == [DEFAULT_PAGE["id"]]
+
+
+@pytest.mark.parametrize("interval", [None, 3600])
+def test_a_live_file_deleted_while_recording_is_written_again_at_the_end(tmp_path, interval):
+    path = tmp_path / "live.har"
+    exporter = LiveFileHarExporter(path, interval_seconds=interval)
+    exporter.start()
+    exporter.add_page(DEFAULT_PAGE)
+    exporter.add_entry(make_entry(0))
+    path.unlink()  # a clean-up job, a user: the open file lives on, unnamed
+    exporter.add_entry(make_entry(1))
+    exporter.stop()
+    assert entry_numbers(check_har(path)) == ["0", "1"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("live", [{"live": True}, {"interval_seconds": 3600}])
+def test_a_live_file_whose_folder_was_removed_is_a_failed_export(tmp_path, server, live,
+                                                                 capfd, monkeypatch):
+    """Not a silent loss: the recording warns and says it failed (the default mode did)."""
+    import shutil
+
+    import requests
+
+    from harlem import _warn, record_to_file
+
+    monkeypatch.setattr(_warn, "_seen", set())
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    with record_to_file(folder / "out.har", **live) as recording:
+        requests.get(server.url + "/json").content
+        shutil.rmtree(folder)
+        requests.get(server.url + "/json").content
+    assert recording.export_failed
+    assert "harlem: warning: could not export the HAR recording" in capfd.readouterr().err

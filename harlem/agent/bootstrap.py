@@ -85,6 +85,8 @@ class Agent:
     def library_imported(self, module: str) -> None:
         """The post-import callback: record the library that ``module`` belongs to."""
         name = self.triggers[module]
+        if self.broken:  # the recording could not be made: said once, not once a library
+            return
         try:
             from ..recorders import RECORDERS, recorder_class
 
@@ -241,19 +243,16 @@ def _start(environ: "Any") -> "Optional[Agent]":
     try:
         settings = Settings.from_env(environ)
     except SettingsError as exc:
-        message = f"not recording: {exc}"
-        if environ.get(BAD_SETTINGS_VARIABLE) == message:
-            return None  # a process above this one says it
-        environ[BAD_SETTINGS_VARIABLE] = message
-        # Said at exit, not now: a launcher in the same environment (harlem-run itself, run
-        # with a variable its own flag overrides) replaces itself by exec and must stay silent.
-        import atexit as exit_hooks  # not "atexit": that name is local further down
-
-        exit_hooks.register(_warn, "agent", message)
-        return None
+        return _refuse(environ, exc)
     if settings.output is None:
         return None
     output = os.path.abspath(settings.output)
+    from .._fds import check_writable
+
+    try:  # (before any library is imported: a missing folder is one line, not one a library)
+        check_writable(output)
+    except OSError as exc:
+        return _refuse(environ, exc)
     try:
         top_pid = int(environ.get(TOP_PID_VARIABLE) or 0)
     except ValueError:
@@ -282,6 +281,19 @@ def _start(environ: "Any") -> "Optional[Agent]":
         restore_signals = None
     agent.installed = (restore_signals, hooks.install(agent.triggers, agent.library_imported))
     return agent
+
+
+def _refuse(environ: "Any", problem: Exception) -> None:
+    """Record nothing: ``problem`` (a bad ``HARLEM_*`` value, an output that cannot be
+    written) is one warning at exit, from the first process that met it. Its descendants,
+    which inherit the same environment, say nothing more."""
+    message = f"not recording: {problem}"
+    if environ.get(BAD_SETTINGS_VARIABLE) == message:
+        return  # a process above this one says it
+    environ[BAD_SETTINGS_VARIABLE] = message
+    # Said at exit, not now: a launcher in the same environment (harlem-run itself, run
+    # with a variable its own flag overrides) replaces itself by exec and must stay silent.
+    atexit.register(_warn, "agent", message)
 
 
 def stand_down() -> None:

@@ -14,7 +14,7 @@ import tempfile
 import weakref
 from typing import IO, Any, Dict, Iterator, List, Optional, Union
 
-from .._fds import above_std_streams, open_anonymous, open_stream
+from .._fds import above_std_streams, check_writable, open_anonymous, open_stream
 from .base import HarExporter
 from .layout import Layout, compact_entry
 
@@ -161,17 +161,6 @@ class FileHarExporter(IoHarExporter):
 
     def on_stop(self) -> None:
         atomic_write(self.path, self.write_to, self.mode)
-
-
-def check_writable(path: PathLike) -> None:
-    """Raise ``OSError`` with a plain message when ``path`` cannot be written."""
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"folder does not exist: {folder}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f"folder is not writable: {folder}")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"is a folder: {os.fspath(path)}")
 
 
 def atomic_write(path: PathLike, writer: Any, mode: int = 0o600) -> Any:

@@ -86,6 +86,7 @@ class LiveFileHarExporter(HarExporter):
         self._last_flush = time.monotonic()
         self._last_expiry = 0.0
         self._pages_checked = 0.0
+        self._lost = 0  # entries a failed write lost since the start
         self._timer: Optional[threading.Thread] = None
         self._stopping = threading.Event()
 
@@ -105,6 +106,7 @@ class LiveFileHarExporter(HarExporter):
 
     def on_start(self) -> None:
         self.check_ready()
+        self._lost = 0
         if self._index and os.path.isfile(self.path):  # restarted: continue the same recording
             self._fd = above_std_streams(
                 os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)))
@@ -123,10 +125,29 @@ class LiveFileHarExporter(HarExporter):
         with self._lock:
             try:
                 self._flush()
+                self._put_back()
             finally:
                 if self._fd is not None:
                     os.close(self._fd)
                     self._fd = None
+            lost, self._lost = self._lost, 0
+        if lost:  # (each failed write was a warning; the recording's end must say it too)
+            raise OSError(f"{lost} {'entry' if lost == 1 else 'entries'} could not be written "
+                          f"to {self.path}")
+
+    def _put_back(self) -> None:
+        """At the end: if ``path`` no longer names the file written all along (deleted,
+        replaced, its folder removed), write it there again from what the open file holds,
+        or raise: the recording must not end as if a file were there."""
+        try:
+            on_disk: Optional[os.stat_result] = os.lstat(self.path)
+        except FileNotFoundError:
+            on_disk = None
+        mine = os.fstat(self._fd) if self._fd is not None else None
+        if mine is None or (on_disk is not None and (on_disk.st_ino, on_disk.st_dev)
+                            == (mine.st_ino, mine.st_dev)):
+            return
+        self._rewrite(self._index)
 
     def _tick(self) -> None:
         while not self._stopping.wait(self.interval_seconds):
@@ -222,13 +243,19 @@ class LiveFileHarExporter(HarExporter):
         pending = self._pending
         self._pending = []  # written or lost: a full disk must not grow memory
         self._pending_bytes = 0
+        written = 0
         try:
-            self._append(pending)
-        except OSError:
-            if len(pending) == 1:
-                raise
-            for item in pending:  # the disk may still hold some of them: keep what fits
-                self._append([item])
+            try:
+                self._append(pending)
+                written = len(pending)
+            except OSError:
+                if len(pending) == 1:
+                    raise
+                for item in pending:  # the disk may still hold some of them: keep what fits
+                    self._append([item])
+                    written += 1
+        finally:
+            self._lost += len(pending) - written
 
     def _append(self, pending: List[Tuple[float, bytes, Any]]) -> None:
         """Write ``pending`` entries after the last one, and the tail, in one ``pwrite``."""
