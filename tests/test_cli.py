@@ -116,6 +116,7 @@ def test_a_coroutine_function_is_run_and_its_result_is_the_exit_code(tmp_path, s
     (["prog:fetch", "out.har", "-b", "fork"], "--in-background: invalid value 'fork'"),
     (["prog:fetch", "out.har", "-n", "-3"], "--interval-seconds: invalid value '-3'"),
     (["prog:fetch", "no/such/folder/out.har"], "output: cannot write"),
+    (["prog:fetch", ""], "harlem: error: out.har: invalid value ''"),  # (no --output here)
     (["prog:fetch", "out.har", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     (["prog:fetch"], "the following arguments are required"),
 ])

@@ -8,6 +8,7 @@ own exceptions keep their traceback and exit code, after the HAR is written.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
 import os
@@ -103,9 +104,14 @@ def run(args: Any) -> Any:
         from ..agent.bootstrap import OUTPUT_VARIABLE
 
         environ = {k: v for k, v in os.environ.items() if k != OUTPUT_VARIABLE}
-        settings = Settings.from_args(args, environ).replace(output=args.output)
+        options = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "output"})
+        settings = Settings.from_args(options, environ)
     except SettingsError as exc:
         return fail(PROG, str(exc))
+    try:
+        settings = settings.replace(output=args.output)
+    except SettingsError as exc:  # named as --help shows it: this command has no --output
+        return fail(PROG, f"out.har: invalid value {exc.value!r} ({exc.expected})")
     try:
         check_writable(settings.output)
     except OSError as exc:
