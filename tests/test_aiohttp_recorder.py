@@ -731,6 +731,31 @@ async def test_cancelled_request(server: Any, record: Any) -> None:
     assert "CancelledError" in response["comment"]
 
 
+@pytest.mark.parametrize("how", ["cancel", "wait_for"])
+async def test_a_request_cancelled_while_its_body_is_read_is_aborted(server: Any, record: Any,
+                                                                    how: str) -> None:
+    """Not "given up by the program" with no error: its task was cancelled (by the program,
+    or by wait_for's timeout, which the program sees as TimeoutError)."""
+    async def read(session: Any) -> None:
+        async with session.get(server.url + "/stream?chunks=5&size=1000&delay=0.3") as response:
+            await response.read()
+
+    with record() as rec:
+        async with aiohttp.ClientSession() as session:
+            if how == "cancel":
+                task = asyncio.ensure_future(read(session))
+                await asyncio.sleep(0.4)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            else:
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(read(session), 0.4)
+    response = only(rec.entries)["response"]
+    assert response["status"] == 200 and response["_error"] == "net::ERR_ABORTED"
+    assert "CancelledError" in response["comment"] and response["bodySize"] == -1
+
+
 # --- harlem stays out of the way --------------------------------------------------------------
 
 

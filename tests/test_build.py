@@ -379,6 +379,12 @@ class ClientConnectorError(Exception):
         self.os_error = os_error
 
 
+def grouped(group: BaseException, *members: BaseException) -> BaseException:
+    """``group`` shaped as an exception group (``.exceptions``), on every Python version."""
+    group.exceptions = members  # type: ignore[attr-defined]
+    return group
+
+
 def caused(outer: BaseException, inner: BaseException) -> BaseException:
     outer.__cause__ = inner
     return outer
@@ -414,6 +420,13 @@ def caused(outer: BaseException, inner: BaseException) -> BaseException:
     (ProtocolError("incomplete"), True, "net::ERR_CONNECTION_CLOSED"),
     (ValueError("odd"), False, "net::ERR_FAILED"),
     (asyncio.CancelledError(), True, "net::ERR_ABORTED"),
+    # urllib3 wraps a send that timed out: not a closed connection
+    (ProtocolError("Connection aborted.", TimeoutError("timed out")), False, "net::ERR_TIMED_OUT"),
+    # an exception group's members (trio's nursery around a connect): searched too
+    (grouped(BaseException("Exceptions from Trio nursery"),
+             type("Cancelled", (BaseException,), {})()), False, "net::ERR_ABORTED"),
+    (grouped(Exception("unhandled errors in a TaskGroup"), ConnectionRefusedError()), False,
+     "net::ERR_CONNECTION_REFUSED"),
     (KeyboardInterrupt(), False, "net::ERR_ABORTED"),
     (caused(asyncio.CancelledError(), ConnectionResetError()), False, "net::ERR_CONNECTION_RESET"),
     # a body that does not decode: not a closed connection, whatever class carries it

@@ -6,8 +6,9 @@ DevTools-like viewers show; ``response.comment`` holds the Python exception as
 
 HTTP libraries wrap the socket error several times (requests -> urllib3 ``MaxRetryError`` ->
 ``NewConnectionError`` -> ``ConnectionRefusedError``), so the whole chain is searched: causes,
-contexts, ``.reason`` (urllib3, urllib), ``.os_error`` and ``.certificate_error`` (aiohttp) and
-exceptions among ``.args``. The most specific finding wins, in the order of :data:`_RULES`.
+contexts, ``.reason`` (urllib3, urllib), ``.os_error`` and ``.certificate_error`` (aiohttp),
+exceptions among ``.args`` and the members of exception groups (trio's nurseries, anyio's task
+groups, asyncio's TaskGroup). The most specific finding wins, in the order of :data:`_RULES`.
 Classes are matched by name as well as by type so that this module imports no HTTP library.
 """
 
@@ -79,8 +80,9 @@ _RULES: List[Tuple[Test, Name]] = [
     (_is((ConnectionResetError,)), _fixed("net::ERR_CONNECTION_RESET")),
     (_is((ConnectionAbortedError,)), _fixed("net::ERR_CONNECTION_ABORTED")),
     (_is((BrokenPipeError,)), _fixed("net::ERR_CONNECTION_CLOSED")),
-    (lambda exc, name: name in _PROTOCOL_NAMES, _closed),
+    # (a send that timed out: urllib3 wraps the socket's timeout in a ProtocolError)
     (_is((TimeoutError, socket.timeout), "Timeout"), _fixed("net::ERR_TIMED_OUT")),
+    (lambda exc, name: name in _PROTOCOL_NAMES, _closed),
     # The program gave up on the request: a cancelled task (asyncio's, trio's, anyio's; also
     # what asyncio.timeout and wait_for cancel with, inside), Ctrl-C. Chrome's word for a
     # request its page abandoned.
@@ -103,6 +105,9 @@ def _chain(exc: BaseException) -> List[Finding]:
                   for attr in ("reason", "os_error", "certificate_error")]
         linked += [current.__cause__, current.__context__]
         linked += [arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException)]
+        members = getattr(current, "exceptions", None)  # an exception group's
+        if isinstance(members, (tuple, list)):
+            linked += members
         queue.extend(item for item in linked if isinstance(item, BaseException))
     return found
 

@@ -57,6 +57,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import sys
 import threading
 import time
 import weakref
@@ -575,9 +576,18 @@ def _on_release(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         reader = getattr(instance, "content", None)
         hop = _take(reader)
         if hop is not None:
-            # given up before the end of the body (sizes unknown), or cut by the total timeout
-            _end_body(hop, reader, error=_timed_out(reader))
+            # given up before the end of the body (sizes unknown), cut by the total timeout,
+            # or by a cancellation on its way out of the program's read
+            _end_body(hop, reader, error=_timed_out(reader) or _cancelled_now())
     return wrapped(*args, **kwargs)
+
+
+def _cancelled_now() -> Optional[BaseException]:
+    """The cancellation (or Ctrl-C) being handled while the response is let go: the program's
+    ``async with`` or ``finally`` releases it because its task is being cancelled
+    (``task.cancel()``, ``asyncio.timeout``, ``wait_for``, a TaskGroup), not by choice."""
+    error = sys.exc_info()[1]
+    return error if isinstance(error, (asyncio.CancelledError, KeyboardInterrupt)) else None
 
 
 def _timed_out(reader: Any) -> Optional[BaseException]:
