@@ -192,12 +192,18 @@ def _new_page(page_id: str, title: str, started: Optional[float] = None) -> dict
 def open_page(title: str) -> dict:
     """Start a page: exchanges that begin from now on name it, until :func:`close_page`."""
     global _page_counter
+    title = str(title)
+    if not title.isascii():  # (a file name's undecodable bytes: lone surrogates, which JSON
+        from .har.bodies import clean_str  # cannot hold)
+
+        title = clean_str(title)
     with _lock:
         _page_counter += 1
-        page = _new_page(f"page_{_page_counter}", str(title))
+        page = _new_page(f"page_{_page_counter}", title)
         _open_pages.append(page)
-        exporters = _active_exporters()
-    _put(("page", page, exporters), urgent=True)
+        # Queued under the lock, as begin() names the page under it: an exchange begun in
+        # another thread the moment the page opens cannot queue its entry before the page.
+        _put(("page", page, _active_exporters()), urgent=True)
     return page
 
 

@@ -800,3 +800,35 @@ def test_a_live_file_whose_folder_was_removed_is_a_failed_export(tmp_path, serve
         requests.get(server.url + "/json").content
     assert recording.export_failed
     assert "harlem: warning: could not export the HAR recording" in capfd.readouterr().err
+
+
+def test_a_failed_retention_rewrite_lets_no_page_go(tmp_path, monkeypatch):
+    """Pages leave with the rewrite that drops them: when it fails (no file descriptor left,
+    a full disk), they stay, and a later rewrite does not write entries naming a page it
+    forgot."""
+    from harlem.exporters import live
+
+    path = tmp_path / "live.har"
+    exporter = LiveFileHarExporter(path, retention_seconds=60)
+    exporter.start()
+    exporter.add_page(DEFAULT_PAGE)
+    exporter.add_page(_page("old", started=time.time() - 3600))
+    exporter.add_entry(dict(make_entry(0), pageref="old"))  # recent: it stays, so must "old"
+    exporter.end_page("old")
+    exporter.add_page(_page("older", started=time.time() - 3600))
+    exporter.end_page("older")
+    real_atomic_write = live.atomic_write
+
+    def no_descriptor_left(*args, **kwargs):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(live, "atomic_write", no_descriptor_left)
+    exporter._last_expiry = exporter._pages_checked = 0.0  # retention is due
+    with pytest.raises(OSError):
+        exporter.add_entry(make_entry(1))
+    monkeypatch.setattr(live, "atomic_write", real_atomic_write)
+    assert [p["id"] for p in exporter.pages] == ["page_0", "old", "older"]
+    exporter.add_page(_page("big", title="x" * 5000))  # no room for it: a rewrite
+    exporter.stop()
+    har = check_har(path)
+    assert [p["id"] for p in har["log"]["pages"]] == ["page_0", "old", "older", "big"]

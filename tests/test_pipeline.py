@@ -318,3 +318,50 @@ def test_a_live_file_with_retention_keeps_only_recent_pages(server, tmp_path, ch
         assert [e["request"]["url"][-5:] for e in har["log"]["entries"]] == ["job=3"]
     assert [p["title"] for p in check_har(path)["log"]["pages"]] == ["harlem recording", "job 3"]
     assert recording.entry_count == 4
+
+
+def test_a_page_reaches_exporters_before_an_entry_begun_in_another_thread_as_it_opened(
+        server, monkeypatch):
+    """An exchange that another thread begins the moment a page opens names the page: its
+    entry must not overtake the page on its way to the exporters. Here that thread makes its
+    whole request right when the page is about to be queued."""
+    import harlem
+
+    exporter = _CallLog()
+    real_put = pipeline._put
+    done = threading.Event()
+
+    def request_first_then_put(item, *args, **kwargs):
+        if isinstance(item, tuple) and item[0] == "page" and item[1]["title"] == "job":
+            other = threading.Thread(
+                target=lambda: (requests.get(server.url + "/json").content, done.set()))
+            other.start()
+            other.join(1.0)  # (it waits for the page to be queued, or has made its request)
+        return real_put(item, *args, **kwargs)
+
+    with Recording(exporter):
+        requests.get(server.url + "/json").content  # (the builder runs)
+        monkeypatch.setattr(pipeline, "_put", request_first_then_put)
+        with harlem.page("job") as page:
+            assert done.wait(30)
+        monkeypatch.setattr(pipeline, "_put", real_put)
+        assert pipeline.flush(30)
+    calls = exporter.calls
+    assert ("entry", page["id"]) in calls
+    assert calls.index(("page", page["id"])) < calls.index(("entry", page["id"])), calls
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_a_page_title_with_undecodable_bytes_is_kept_readable(server, tmp_path, check_har, live):
+    """A title made from a file name with bytes that are not UTF-8 (os.listdir gives them as
+    lone surrogates, which JSON cannot hold): the HAR is written, with U+FFFD in their place."""
+    import harlem
+    from harlem import record_to_file
+
+    path = tmp_path / "out.har"
+    title = os.fsdecode(b"report-caf\xe9.csv")
+    with record_to_file(path, live=live):
+        with harlem.page(title):
+            requests.get(server.url + "/json").content
+    titles = [page["title"] for page in check_har(path)["log"]["pages"]]
+    assert titles[-1] == "report-caf\ufffd.csv"

@@ -234,9 +234,11 @@ class LiveFileHarExporter(HarExporter):
         self._last_flush = time.monotonic()
         if self._fd is None:
             return
-        keep_from = self._expire()
-        if force_rewrite or keep_from is not None:
-            self._rewrite(self._index[keep_from or 0:])
+        expired = self._expire()
+        if force_rewrite or expired is not None:
+            keep_from, dropped = expired or (0, set())
+            self._rewrite(self._index[keep_from:],
+                          [page for page in self.pages if page["id"] not in dropped])
             return
         if not self._pending:
             return
@@ -304,9 +306,9 @@ class LiveFileHarExporter(HarExporter):
             view = view[written:]
             offset += written
 
-    def _expire(self) -> Optional[int]:
-        """If retention is due and drops something: how many of the oldest written entries go
-        (the pages that go are gone from ``self.pages``); else None."""
+    def _expire(self) -> Optional[Tuple[int, Set[Any]]]:
+        """If retention is due and drops something: how many of the oldest written entries go,
+        and the ids of the pages that go; else None."""
         if not self.retention_seconds:
             return None
         now = time.time()
@@ -327,10 +329,7 @@ class LiveFileHarExporter(HarExporter):
         if not count and not dropped:
             return None
         self._last_expiry = now
-        if dropped:
-            self.pages = [page for page in self.pages if page["id"] not in dropped]
-            self._ended -= dropped
-        return count
+        return count, dropped
 
     def _expired_pages(self, cutoff: float, kept_from: int) -> Set[Any]:
         """Ids of the pages retention drops: ended, older than ``cutoff``, and named by no
@@ -344,8 +343,11 @@ class LiveFileHarExporter(HarExporter):
         named.update(pageref for started, _, pageref in self._pending if started >= cutoff)
         return old - named
 
-    def _rewrite(self, kept: List[Tuple[float, int, int, Any]]) -> None:
-        """Write a fresh file: head, the ``kept`` entries, the pending ones, the tail."""
+    def _rewrite(self, kept: List[Tuple[float, int, int, Any]],
+                 pages: Optional[List[Dict[str, Any]]] = None) -> None:
+        """Write a fresh file: head (with ``pages``, else all of them), the ``kept`` entries,
+        the pending ones, the tail. Nothing changes in memory unless it was written."""
+        pages = self.pages if pages is None else pages
         cutoff = time.time() - self.retention_seconds if self.retention_seconds else None
         old_fd = self._fd
         entries: List[Tuple[float, bytes, Any]] = []
@@ -353,8 +355,8 @@ class LiveFileHarExporter(HarExporter):
             data = os.pread(old_fd, length, offset) if old_fd is not None else b""
             entries.append((started, data, pageref))
         entries.extend(e for e in self._pending if cutoff is None or e[0] >= cutoff)
-        listed, rest = self._layout.head_parts(self.pages)
-        room = max(PAGE_ROOM, len(listed)) if self.pages else 0  # pages to come: as many again
+        listed, rest = self._layout.head_parts(pages)
+        room = max(PAGE_ROOM, len(listed)) if pages else 0  # pages to come: as many again
         head = listed + self._layout.pages_close + b" " * room + rest
         index: List[Tuple[float, int, int, Any]] = []
 
@@ -377,9 +379,10 @@ class LiveFileHarExporter(HarExporter):
         self._fd = fd
         self._index = index
         self._end = index[-1][1] + index[-1][2] if index else len(head)
-        self._pages_end, self._room, self._listed = len(listed), room, len(self.pages)
+        self.pages = pages
+        self._pages_end, self._room, self._listed = len(listed), room, len(pages)
         self._page_starts = {page["id"]: _started(page) if self.retention_seconds else 0.0
-                             for page in self.pages}
+                             for page in pages}
         self._ended &= self._page_starts.keys()
         if self.retention_seconds:
             self._refs = Counter(pageref for _, _, _, pageref in index)
