@@ -20,8 +20,9 @@ work of one batch stay bounded. Live files, logs and models get every entry with
 
 Pages (``harlem.page()``) travel through the same backlog, so an exporter always sees a page
 before the entries that name it, and its end (:meth:`HarExporter.end_page`) after them: once
-the block is over and no exchange begun inside it is still in flight. :func:`flush` waits until everything queued so far has been
-exported; recorders flush when they stop, so a ``with`` block's file is complete at its end.
+the block is over and no exchange begun inside it is still in flight. :func:`flush` waits
+until everything queued so far has been exported; recorders flush when they stop, so a
+``with`` block's file is complete at its end.
 """
 
 from __future__ import annotations

@@ -55,10 +55,11 @@ class Layout:
         self._created = time.time()
         self.tail = self._split()[1]
 
-    def head(self, pages: List[Dict[str, Any]], room: int = 0) -> bytes:
-        """The document up to the entries; ``room`` spaces follow the pages' closing bracket."""
+    def head(self, pages: List[Dict[str, Any]]) -> bytes:
+        """The document up to the entries (a live file leaves room after the pages: see
+        :meth:`head_parts`)."""
         listed, rest = self.head_parts(pages)
-        return listed + self.pages_close + b" " * room + rest
+        return listed + self.pages_close + rest
 
     def head_parts(self, pages: List[Dict[str, Any]]) -> Tuple[bytes, bytes]:
         """The head cut around the pages' closing bracket (:attr:`pages_close`): up to the end
@@ -69,7 +70,7 @@ class Layout:
 
             pages = [default_page(self._created)]
         before, after = self._split(pages=True)
-        listed = b"".join((self.first_separator if number == 0 else self.separator) + self.page(page)
+        listed = b"".join((self.separator if number else self.first_separator) + self.page(page)
                           for number, page in enumerate(pages))
         return before + listed, after
 
@@ -80,7 +81,8 @@ class Layout:
         # dataclasses, uuid...), and a recording that saw no entry then never pays for it.
         if not self.indent:
             return json.dumps(page, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        return self._padded(json.dumps(page, indent=self.indent, ensure_ascii=False).encode("utf-8"))
+        text = json.dumps(page, indent=self.indent, ensure_ascii=False)
+        return self._padded(text.encode("utf-8"))
 
     def _split(self, pages: bool = False) -> Tuple[bytes, bytes]:
         """The document around its entries (or, with ``pages``, around its pages: from after
