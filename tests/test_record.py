@@ -327,7 +327,9 @@ def test_type_checkers_see_every_public_name_where_it_comes_from():
 
 def test_a_request_to_an_http_proxy_counts_its_whole_url_in_headers_size(tmp_path):
     """Sent to a plain-HTTP proxy, the request line names the whole URL (absolute form):
-    ``headersSize`` counts the bytes that went out, for every library."""
+    ``headersSize`` counts the bytes that went out, for every library, and the headers are
+    those sent, the proxy's own too (Proxy-Authorization, httpx.Proxy(headers=...)), however
+    the proxy was set (httpx: proxy= or a transport's proxy)."""
     import asyncio
     import socket
 
@@ -340,7 +342,7 @@ def test_a_request_to_an_http_proxy_counts_its_whole_url_in_headers_size(tmp_pat
     listener.listen(4)
 
     def serve() -> None:
-        for _ in range(3):
+        for _ in range(4):
             connection, _ = listener.accept()
             with connection:
                 head = b""
@@ -352,7 +354,7 @@ def test_a_request_to_an_http_proxy_counts_its_whole_url_in_headers_size(tmp_pat
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    proxy = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    proxy = f"http://user:secret@127.0.0.1:{listener.getsockname()[1]}"
     url = "http://example.invalid/x?y=1"
 
     async def with_aiohttp() -> None:
@@ -368,12 +370,20 @@ def test_a_request_to_an_http_proxy_counts_its_whole_url_in_headers_size(tmp_pat
             client = httpx.Client(proxies=proxy)
         with client:
             client.get(url)
+        transport = httpx.HTTPTransport(proxy=httpx.Proxy(proxy, headers={"X-Proxy": "1"}))
+        with httpx.Client(transport=transport) as client:
+            client.get(url)
         asyncio.run(with_aiohttp())
     thread.join(10)
     listener.close()
     entries = check_har(tmp_path / "out.har")["log"]["entries"]
+    assert len(entries) == len(heads) == 4
     assert all(head.startswith(b"GET " + url.encode() + b" HTTP/1.1\r\n") for head in heads)
     assert [e["request"]["headersSize"] for e in entries] == [len(head) for head in heads]
+    for entry, head in zip(entries, heads):
+        sent = [line.split(b":", 1)[0].decode().lower() for line in head.split(b"\r\n")[1:-2]]
+        assert [h["name"].lower() for h in entry["request"]["headers"]] == sent
+        assert "proxy-authorization" in sent and "secret" not in str(entry)
 
 
 @pytest.mark.parametrize("server_like", [False, True])

@@ -481,21 +481,39 @@ def _begin(client: Any, args: tuple, kwargs: dict, is_async: bool) -> Optional[_
     caller = _caller.get() if is_async else None
     if caller is not None and caller[0] is client:
         ex.frames = caller[1]
-    if getattr(client, "_mounts", None) and request.url.scheme == "http":
-        ex.absolute_target = _forwarded(client, request.url)
     hop = _Hop(ex, request)
     hop.start(is_async)
+    if request.url.scheme == "http":
+        proxy = _forwarding_proxy(client, request.url)
+        if proxy is not None:
+            ex.absolute_target = True
+            ex.request_headers = _as_forwarded(ex.request_headers or [],
+                                               getattr(proxy, "_proxy_headers", None))
     return hop
 
 
-def _forwarded(client: Any, url: Any) -> bool:
-    """Whether a plain-HTTP request goes to an HTTP proxy that forwards it (httpcore's
-    ``HTTPProxy``): its request line then names the whole URL. Proxies are mounts."""
+def _forwarding_proxy(client: Any, url: Any) -> Any:
+    """The HTTP proxy (httpcore's ``HTTPProxy`` pool) that a plain-HTTP request goes to, which
+    forwards it: its request line then names the whole URL. Set with ``proxy=``, ``mounts=``,
+    the environment or ``transport=HTTPTransport(proxy=...)``; None when there is none."""
     try:
         pool = getattr(client._transport_for_url(url), "_pool", None)
     except Exception:  # (a private name of httpx: at worst the request line is not counted)
-        return False
-    return type(pool).__name__ in ("HTTPProxy", "AsyncHTTPProxy")
+        return None
+    return pool if type(pool).__name__ in ("HTTPProxy", "AsyncHTTPProxy") else None
+
+
+def _as_forwarded(headers: List[Tuple[bytes, bytes]],
+                  proxy_headers: Any) -> List[Tuple[bytes, bytes]]:
+    """The headers as they go to a forwarding proxy: httpcore puts the proxy's own
+    (``Proxy-Authorization``, ``httpx.Proxy(headers=...)``) before the request's, unless the
+    request has one of the same name, and h11 writes ``Host`` first."""
+    if isinstance(proxy_headers, (list, tuple)) and proxy_headers:
+        names = {name.lower() for name, _ in headers}
+        headers = [(name, value) for name, value in proxy_headers
+                   if name.lower() not in names] + list(headers)
+    return ([item for item in headers if item[0].lower() == b"host"]
+            + [item for item in headers if item[0].lower() != b"host"])
 
 
 # --- the hooks -----------------------------------------------------------------------------
