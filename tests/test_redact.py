@@ -293,6 +293,19 @@ def test_error_messages_lose_the_secrets_of_the_exchange() -> None:
     assert_absent(entry, "hunter22", "q-secret", "ssn-123", "abc.def.ghi")
 
 
+def test_a_cookie_value_quoted_in_an_error_is_redacted() -> None:
+    """A server looks a session up by its cookie and fails: KeyError: '<the session id>'. The
+    value alone, not only the whole header, is the exchange's secret (default settings)."""
+    session = "sess-9f8e7d6c5b4a3210"
+    error = KeyError(session)
+    ex = failed_exchange(error, request_headers=[("Cookie", f'theme=dark; session="{session}"')])
+    entry = build(ex, ON)
+    assert entry["response"]["comment"] == "KeyError: '[REDACTED]'"
+    ex = failed_exchange(RuntimeError("could not store sid-0123456789 in the cache"))
+    ex.response_headers = [("Set-Cookie", "sid=sid-0123456789; Path=/; HttpOnly")]
+    assert_absent(build(ex, ON), "sid-0123456789")
+
+
 # --- the switches ----------------------------------------------------------------------------
 
 

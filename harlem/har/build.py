@@ -365,7 +365,8 @@ def _response(ex: Exchange, settings: Settings, rules: Optional[Rules], version:
         response["_error"] = net_error(ex.error, started)
         message = clean_str(describe(ex.error))
         if rules is not None:
-            message = rules.scrub(message, str(ex.url), _decoded(ex.request_headers))
+            message = rules.scrub(message, str(ex.url), _decoded(ex.request_headers)
+                                  + _decoded(ex.response_headers or ()))
         comments.append(message)
     elif partial and not started:
         response["_error"] = PENDING_ERROR

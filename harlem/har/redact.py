@@ -184,6 +184,12 @@ class Rules:
         """
         secrets = [form for name, value in headers if name.lower() in self.headers
                    for form in _printed_forms(value)]
+        # A cookie's value alone: an application looks a session up by it and fails
+        # (KeyError: 'the-session-id'), and that message is the entry's comment.
+        secrets += [form for name, value in headers if name.lower() in _COOKIE_HEADERS
+                    and name.lower() in self.headers
+                    for cookie in _cookie_values(name.lower(), value)
+                    for form in _printed_forms(cookie)]
         secrets += _url_secrets(url, self.credentials, self.query)
         for secret in sorted(set(secrets), key=len, reverse=True):
             if len(secret) >= _MIN_SCRUB:
@@ -258,6 +264,15 @@ def _printed_forms(value: str) -> List[str]:
     if len(words) > 1:
         forms.append(words[-1])
     return forms
+
+
+_COOKIE_HEADERS = ("cookie", "set-cookie")
+
+
+def _cookie_values(name: str, value: str) -> List[str]:
+    """The values of a Cookie header's pairs, or a Set-Cookie header's cookie value."""
+    pairs = value.split(";") if name == "cookie" else value.split(";", 1)[:1]
+    return [pair.partition("=")[2].strip().strip('"') for pair in pairs if "=" in pair]
 
 
 #: ``scheme://user:password@`` in free text (an error message quoting a proxy's URL).
