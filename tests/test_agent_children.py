@@ -250,6 +250,42 @@ def test_merge_orders_entries_by_start_and_keeps_every_page_once(tmp_path):
     assert out.read_text().startswith('{\n  "log": {')
 
 
+def test_merge_keeps_another_tools_page_0_apart_from_harlems(tmp_path):
+    """The HAR spec's own example names its page ``page_0``: only harlem's default pages are
+    one page; another tool's is kept, renamed on a clash, with its entries."""
+    now = time.time()
+    harlem_file = write_har(tmp_path / "ours.har", [
+        page("page_0", "harlem recording", "2024-01-01T00:00:05.000Z")], [(0, now)])
+    spec_style = [write_har(tmp_path / f"{name}.har", [
+        page("page_0", title, f"2024-01-01T00:00:0{n}.000Z")], [(n, now + n)])
+        for n, (name, title) in enumerate([("login", "Login page"), ("checkout", "Checkout")],
+                                          start=1)]
+    out = tmp_path / "out.har"
+    merge_files([str(harlem_file)] + [str(p) for p in spec_style], str(out))
+    har = check_har(out)
+    titles = {p["id"]: p["title"] for p in har["log"]["pages"]}
+    assert sorted(titles.values()) == ["Checkout", "Login page", "harlem recording"]
+    by_number = {n: titles[e["pageref"]] for n, e in zip(numbers(har), entries(har))}
+    assert by_number == {0: "harlem recording", 1: "Login page", 2: "Checkout"}
+
+
+@pytest.mark.parametrize("started", [
+    "2024-01-01T00:00:01.5000000Z",  # Fiddler's seven digits
+    "2024-01-01T02:00:01.5+02:00", "2024-01-01T05:30:01.5+0530", "2024-01-01 00:00:01.5",
+])
+def test_merge_orders_dates_as_other_tools_write_them(tmp_path, started):
+    """On every Python (before 3.11 datetime.fromisoformat read none of these): an entry at
+    00:00:01.5 goes between ours at 00:00:01 and 00:00:02."""
+    ours = write_har(tmp_path / "ours.har", [], [(0, 1704067201.0), (2, 1704067202.0)])
+    theirs = orjson.loads(write_har(tmp_path / "theirs.har", [], [(1, 0.0)]).read_bytes())
+    theirs["log"]["entries"][0]["startedDateTime"] = started
+    (tmp_path / "theirs.har").write_bytes(orjson.dumps(theirs))
+    out = tmp_path / "out.har"
+    merge_files([str(ours), str(tmp_path / "theirs.har")], str(out))
+    # (the last two are not the date format HAR asks for: ordered, though not valid)
+    assert numbers(orjson.loads(out.read_bytes())) == [0, 1, 2]
+
+
 def test_merge_run_again_or_given_a_file_twice_keeps_every_entry_and_page_once(tmp_path):
     """``harlem merge -o out.har out.har parts/*.har`` run a second time (or an input named
     twice) adds nothing: the same entries, the same renamed page."""

@@ -1099,3 +1099,21 @@ def test_random_exchanges_always_build() -> None:
         assert all(v >= 0 or v == -1 for v in entry["timings"].values())
 
     check()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2024-01-01T00:00:01.500Z", 1704067201500.0),
+    ("2024-01-01T00:00:01.5000000Z", 1704067201500.0),  # Fiddler
+    ("2024-01-01T00:00:01.5Z", 1704067201500.0),
+    ("2024-01-01T00:00:01Z", 1704067201000.0),
+    ("2024-01-01T02:00:01.5+02:00", 1704067201500.0),
+    ("2024-01-01T05:30:01.5+0530", 1704067201500.0),
+    ("2023-12-31T19:00:01.5-05", 1704067201500.0),
+    ("2024-01-01 00:00:01.5", 1704067201500.0),  # no zone: UTC
+    ("yesterday", None), ("2024-01-01", None), (None, None), (17, None),
+])
+def test_dates_are_read_as_har_writers_write_them(text: Any, expected: Any) -> None:
+    """On every Python version (datetime.fromisoformat reads few of these before 3.11)."""
+    from harlem.har.dates import epoch_ms
+
+    assert epoch_ms(text) == expected

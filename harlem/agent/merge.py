@@ -20,7 +20,6 @@ from __future__ import annotations
 import codecs
 import hashlib
 import os
-from datetime import datetime
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import orjson
@@ -28,8 +27,9 @@ import orjson
 from .._fds import open_anonymous
 from ..exporters.files import atomic_write
 from ..exporters.layout import Layout, RepairError, repair
+from ..har.dates import epoch_ms
 from ..har.lenient import loads
-from ..pipeline import DEFAULT_PAGE_ID
+from ..pipeline import DEFAULT_PAGE_ID, DEFAULT_PAGE_TITLE
 
 __all__ = ["MergeError", "merge_files", "read_har"]
 
@@ -146,7 +146,7 @@ def _add_pages(pages: Dict[str, Dict[str, Any]], incoming: List[Dict[str, Any]],
         kept = pages.get(page_id)
         if kept is None:
             pages[page_id] = page
-        elif page_id == DEFAULT_PAGE_ID:
+        elif _is_default(page) and _is_default(kept):  # every harlem recording has one
             if _timestamp(page) < _timestamp(kept):
                 pages[page_id] = page
         elif not _same_page(kept, page):
@@ -158,6 +158,12 @@ def _add_pages(pages: Dict[str, Dict[str, Any]], incoming: List[Dict[str, Any]],
             pages.setdefault(new_id, dict(page, id=new_id))  # (renamed by an earlier merge)
             renamed[page_id] = new_id
     return renamed
+
+
+def _is_default(page: Dict[str, Any]) -> bool:
+    """harlem's default page; another tool's ``page_0`` (the HAR spec's example has one) is a
+    page like any other."""
+    return page.get("id") == DEFAULT_PAGE_ID and page.get("title") == DEFAULT_PAGE_TITLE
 
 
 def _same_page(one: Dict[str, Any], other: Dict[str, Any]) -> bool:
@@ -176,11 +182,8 @@ def _owner(entries: List[Dict[str, Any]], path: str) -> str:
 
 def _timestamp(item: Dict[str, Any]) -> float:
     """``startedDateTime`` as a Unix time; unreadable dates sort last."""
-    try:
-        started = item["startedDateTime"].replace("Z", "+00:00")  # Python < 3.11 reads no "Z"
-        return datetime.fromisoformat(started).timestamp()
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return float("inf")
+    started = epoch_ms(item.get("startedDateTime")) if isinstance(item, dict) else None
+    return float("inf") if started is None else started / 1000
 
 
 def _is_failed(entry: Dict[str, Any]) -> bool:

@@ -21,12 +21,12 @@ import os
 import threading
 import time
 from collections import Counter
-from datetime import datetime
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .._fds import above_std_streams
 from .._threads import start_daemon
 from .._warn import warn_once
+from ..har.dates import epoch_ms
 from .base import HarExporter
 from .files import PathLike, atomic_write, check_writable
 from .layout import Layout
@@ -392,7 +392,5 @@ class LiveFileHarExporter(HarExporter):
 
 def _started(item: Dict[str, Any]) -> float:
     """An entry's or a page's start as a Unix time (for retention); now if it cannot be read."""
-    try:
-        return datetime.fromisoformat(item["startedDateTime"].replace("Z", "+00:00")).timestamp()
-    except Exception:
-        return time.time()
+    started = epoch_ms(item.get("startedDateTime"))
+    return time.time() if started is None else started / 1000

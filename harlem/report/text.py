@@ -6,12 +6,13 @@ a recorded URL or error message cannot move the cursor, change colours or set th
 
 from __future__ import annotations
 
-import calendar
 import math
 import re
 import unicodedata
 from collections import Counter
 from typing import Any, Dict, List, Optional, Tuple
+
+from ..har.dates import epoch_ms
 
 __all__ = ["render_text", "format_bytes", "format_ms"]
 
@@ -29,10 +30,6 @@ _STYLE = {
     "badge": "\x1b[35m",
 }
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_DATE = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$",
-    re.IGNORECASE,
-)
 _ELLIPSIS = "\u2026"
 _MIN_URL = 12
 
@@ -79,29 +76,6 @@ def _dict(value: Any) -> Dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _parse_date(value: Any) -> Optional[float]:
-    """An ISO 8601 date as epoch milliseconds (sub-millisecond precision kept)."""
-    if not isinstance(value, str):
-        return None
-    m = _DATE.match(value.strip())
-    if not m:
-        return None
-    try:
-        secs = calendar.timegm(
-            (int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), int(m[6] or 0), 0, 0, 0)
-        )
-    except (ValueError, OverflowError):
-        return None
-    ms = secs * 1000.0 + (float(m[7]) * 1000 if m[7] else 0.0)
-    zone = m[8]
-    if zone and zone.upper() != "Z":
-        sign = -1 if zone[0] == "-" else 1
-        hours = int(zone[1:3])
-        minutes = int(zone[-2:]) if len(zone) > 3 else 0
-        ms -= sign * (hours * 60 + minutes) * 60000
-    return ms
-
-
 def _error_text(value: Any) -> str:
     if value is None or value is False or value == "":
         return ""
@@ -132,7 +106,7 @@ class _Row:
         response = _dict(entry.get("response"))
         content = _dict(response.get("content"))
         self.index = index
-        self.start = _parse_date(entry.get("startedDateTime"))
+        self.start = epoch_ms(entry.get("startedDateTime"))
         self.method = _clean(request.get("method") or "?").upper()
         self.url = _clean(request.get("url"))
         status = _num(response.get("status"))
