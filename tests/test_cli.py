@@ -372,10 +372,11 @@ def test_deeply_nested_hars_are_merged_or_refused_in_one_line(tmp_path):
     import json
 
     (tmp_path / "deep300.har").write_text(json.dumps(_deep_har(300)))
-    merged = run_harlem(tmp_path, "merge", "-q", "-o", "out.har", "deep300.har")
-    assert merged.returncode == 0, merged.stderr
-    (entry,) = json.loads((tmp_path / "out.har").read_text())["log"]["entries"]
-    assert entry["_initiator"] == _deep_har(300)["log"]["entries"][0]["_initiator"]
+    for indent in ([], ["-i", "2"], ["-i", "3"]):  # (orjson indents 2 itself: it stopped too)
+        merged = run_harlem(tmp_path, "merge", "-q", *indent, "-o", "out.har", "deep300.har")
+        assert merged.returncode == 0, (indent, merged.stderr)
+        (entry,) = json.loads((tmp_path / "out.har").read_text())["log"]["entries"]
+        assert entry["_initiator"] == _deep_har(300)["log"]["entries"][0]["_initiator"]
     # (written by hand: json.dumps cannot write it either)
     deep = '{"description":"Promise.then","callFrames":[],"parent":' * 50_000 + \
         '{"callFrames":[]}' + "}" * 50_000

@@ -135,7 +135,10 @@ class Layout:
         if not self.indent:
             return orjson.dumps(value)
         if self.indent == 2:
-            return orjson.dumps(value, option=orjson.OPT_INDENT_2)
+            try:
+                return orjson.dumps(value, option=orjson.OPT_INDENT_2)
+            except TypeError:  # nested deeper than orjson writes (255 levels: a long chain of
+                pass  # Chrome's _initiator parents, in a file harlem merge reads): json goes on
         return json.dumps(value, indent=self.indent, ensure_ascii=False).encode("utf-8")
 
     def write(self, write: Any, pages: List[Dict[str, Any]], entries: Iterable[bytes],
