@@ -237,6 +237,19 @@ def test_text_reads_the_transfer_size_where_chrome_writes_it() -> None:
     assert "3.0 kB" in out.splitlines()[1] and "3.0 kB transferred" in out
 
 
+def test_text_shows_an_unknown_time_as_unknown() -> None:
+    """Playwright's minimal mode writes ``time`` and every phase as -1: not "0.0 ms"."""
+    minimal = entry("http://localhost:8080/api/a", 200)
+    minimal["time"] = -1
+    minimal["timings"] = {"send": -1, "wait": -1, "receive": -1}
+    partly = entry("http://localhost:8080/api/b", 200)
+    partly["time"] = -1
+    partly["timings"] = {"send": 0, "wait": 4, "receive": -1}
+    rows = render_text({"log": {"entries": [minimal, partly]}}, color=False).splitlines()
+    assert rows[1].split()[4] == "-" and " ms" not in rows[1], rows[1]
+    assert "4.0 ms" in rows[2], rows[2]
+
+
 def test_text_width_counts_terminal_columns() -> None:
     """Wide (CJK) characters take two columns: rows and the summary fit the terminal."""
     from harlem.report.text import _columns

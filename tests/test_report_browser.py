@@ -774,6 +774,18 @@ def test_the_wire_size_of_a_chrome_export_is_shown(tmp_path: Path, watched: Watc
     watched.assert_clean()
 
 
+def test_an_unknown_time_is_shown_as_unknown(tmp_path: Path, watched: Watched) -> None:
+    """``time`` -1 and every phase -1 (Playwright's minimal mode): a dash, not "0.0 ms"."""
+    har = realistic_har()
+    for chosen in har["log"]["entries"]:
+        chosen["time"] = -1
+        chosen["timings"] = {"send": -1, "wait": -1, "receive": -1}
+    watched.open(_write(tmp_path, har))
+    times = watched.page.locator("#vbody .c-tm").all_text_contents()
+    assert times and all(text == "\u2014" for text in times), times
+    watched.assert_clean()
+
+
 def test_a_page_opened_before_its_first_request_shows_its_offset(tmp_path: Path,
                                                                  watched: Watched) -> None:
     """Page rows say when the page began against the first request: before it, a negative

@@ -130,12 +130,12 @@ class _Row:
         self.wire = wire
         self.decoded = _num(content.get("size"))
         time = _num(entry.get("time"))
-        if time < 0:
+        if time < 0:  # the phases that are known; none (Playwright's minimal mode): unknown
             timings = _dict(entry.get("timings"))
-            time = sum(
-                max(_num(timings.get(p)), 0.0)
-                for p in ("blocked", "dns", "connect", "send", "wait", "receive")
-            )
+            known = [value for value in (_num(timings.get(p)) for p in
+                                         ("blocked", "dns", "connect", "send", "wait", "receive"))
+                     if value >= 0]
+            time = sum(known) if known else -1.0
         self.time = time
         pid = entry.get("_pid")
         self.pid = "" if pid is None else _clean(pid)

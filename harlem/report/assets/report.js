@@ -136,9 +136,13 @@
     else if (status >= 100 && status < 600) cls = Math.floor(status / 100) + "xx";
     const timings = obj(e.timings);
     let time = num(e.time);
-    if (time < 0) {
+    if (time < 0) {  // the phases that are known; none (Playwright's minimal mode): unknown
+      let known = false;
       time = 0;
-      for (const p of PHASES) if (p !== "ssl" && num(timings[p]) > 0) time += timings[p];
+      for (const p of PHASES) {
+        if (p !== "ssl" && num(timings[p]) >= 0) { time += num(timings[p]); known = true; }
+      }
+      if (!known) time = -1;
     }
     // Chrome, Playwright and harlem write it on the response; some tools on the entry
     let wire = num(resp._transferSize);
@@ -177,7 +181,7 @@
   for (const m of models) {
     if (!isFinite(m.start)) continue;
     if (m.start < t0) t0 = m.start;
-    if (m.start + m.time > tEnd) tEnd = m.start + m.time;
+    if (m.start + Math.max(m.time, 0) > tEnd) tEnd = m.start + Math.max(m.time, 0);
   }
   const hasTime = isFinite(t0);
   const span = hasTime ? Math.max(tEnd - t0, 1) : 1;
@@ -513,7 +517,7 @@
     if (!hasTime || !isFinite(m.start)) return wf;
     const bar = el("div", "bar" + (m.failed ? " failed" : ""));
     bar.style.left = ((m.start - t0) / span) * 100 + "%";
-    bar.style.width = (m.time / span) * 100 + "%";
+    bar.style.width = (Math.max(m.time, 0) / span) * 100 + "%";
     const t = obj(m.e.timings);
     const ssl = num(t.ssl);
     let total = 0;
