@@ -269,6 +269,25 @@ def test_merge_keeps_another_tools_page_0_apart_from_harlems(tmp_path):
     assert by_number == {0: "harlem recording", 1: "Login page", 2: "Checkout"}
 
 
+def test_merge_makes_up_no_page_when_no_input_has_one(tmp_path):
+    """Charles, Fiddler, mitmproxy and Playwright's minimal mode write no pages (HAR's pages
+    are optional): the merged file has none either, not a "harlem recording" of its own."""
+    now = time.time()
+    inputs = []
+    for number in range(2):
+        document = orjson.loads(write_har(tmp_path / f"{number}.har", [],
+                                          [(number, now + number)]).read_bytes())
+        for entry in document["log"]["entries"]:
+            entry.pop("pageref")
+        (tmp_path / f"{number}.har").write_bytes(orjson.dumps(document))
+        inputs.append(str(tmp_path / f"{number}.har"))
+    out = tmp_path / "out.har"
+    for indent in (None, 2):
+        assert merge_files(inputs, str(out), indent=indent) == (2, 0)
+        har = check_har(out)
+        assert har["log"]["pages"] == [] and numbers(har) == [0, 1]
+
+
 @pytest.mark.parametrize("started", [
     "2024-01-01T00:00:01.5000000Z",  # Fiddler's seven digits
     "2024-01-01T02:00:01.5+02:00", "2024-01-01T05:30:01.5+0530", "2024-01-01 00:00:01.5",

@@ -133,7 +133,9 @@ def merge_files(inputs: Sequence[str], output: str, indent: Optional[int] = None
                 yield spool.read(length)
 
         ordered = sorted(pages.values(), key=_timestamp)
-        atomic_write(output, lambda write: Layout(indent).write(write, ordered, spooled()))
+        # (no page is made up: HAR's pages are optional, and many tools write none)
+        atomic_write(output, lambda write: Layout(indent).write(write, ordered, spooled(),
+                                                                default_page=False))
     return len(index), failed
 
 

@@ -55,17 +55,19 @@ class Layout:
         self._created = time.time()
         self.tail = self._split()[1]
 
-    def head(self, pages: List[Dict[str, Any]]) -> bytes:
+    def head(self, pages: List[Dict[str, Any]], default_page: bool = True) -> bytes:
         """The document up to the entries (a live file leaves room after the pages: see
         :meth:`head_parts`)."""
-        listed, rest = self.head_parts(pages)
+        listed, rest = self.head_parts(pages, default_page)
         return listed + self.pages_close + rest
 
-    def head_parts(self, pages: List[Dict[str, Any]]) -> Tuple[bytes, bytes]:
+    def head_parts(self, pages: List[Dict[str, Any]],
+                   default_page: bool = True) -> Tuple[bytes, bytes]:
         """The head cut around the pages' closing bracket (:attr:`pages_close`): up to the end
-        of the last page, and from after the bracket to the entries' opening one. A HAR always
-        has a page, so the default one is listed when ``pages`` is empty."""
-        if not pages:
+        of the last page, and from after the bracket to the entries' opening one. A harlem
+        recording always has a page, so the default one is listed when ``pages`` is empty,
+        unless ``default_page`` is False (a merge of other tools' files that have none)."""
+        if not pages and default_page:
             from ..pipeline import default_page
 
             pages = [default_page(self._created)]
@@ -142,12 +144,12 @@ class Layout:
         return json.dumps(value, indent=self.indent, ensure_ascii=False).encode("utf-8")
 
     def write(self, write: Any, pages: List[Dict[str, Any]], entries: Iterable[bytes],
-              compact_entries: bool = True) -> int:
+              compact_entries: bool = True, default_page: bool = True) -> int:
         """Stream a whole document through ``write``; return the number of entries written.
 
         ``entries`` yields serialised entries; compact ones (from a spool) are re-indented.
         """
-        write(self.head(pages))
+        write(self.head(pages, default_page))
         count = 0
         for data in entries:
             write(self.first_separator if count == 0 else self.separator)
