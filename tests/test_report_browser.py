@@ -774,6 +774,24 @@ def test_the_wire_size_of_a_chrome_export_is_shown(tmp_path: Path, watched: Watc
     watched.assert_clean()
 
 
+def test_a_json_body_shows_its_numbers_as_written(tmp_path: Path, watched: Watched) -> None:
+    """Pretty-printed without going through JavaScript numbers: a 64-bit id read
+    1234567890123456800, 1.10 read 1.1 and 1e400 read null."""
+    har = realistic_har()
+    text = '{"id": 1234567890123456789, "price": 1.10, "limit": 1e400, "name": "caf\\u00e9"}'
+    for chosen in har["log"]["entries"]:
+        if "/v1/users?page=1" in chosen["request"]["url"]:
+            chosen["response"]["content"].update(text=text, size=len(text))
+    watched.open(_write(tmp_path, har))
+    page = watched.page
+    _row(page, "/v1/users?page=1").click()
+    _tab(page, "response")
+    body = page.locator("#d-body pre.body").inner_text()
+    assert body == ('{\n  "id": 1234567890123456789,\n  "price": 1.10,\n  "limit": 1e400,\n'
+                    '  "name": "caf\u00e9"\n}'), body
+    watched.assert_clean()
+
+
 def test_an_unknown_time_is_shown_as_unknown(tmp_path: Path, watched: Watched) -> None:
     """``time`` -1 and every phase -1 (Playwright's minimal mode): a dash, not "0.0 ms"."""
     har = realistic_har()

@@ -890,11 +890,55 @@
     showText(box, bodyText, mime);
   }
 
+  // Valid JSON laid out two spaces a level, its numbers as written: going through
+  // JSON.parse would show 1234567890123456789 as 1234567890123456800 and 1.10 as 1.1.
+  // Strings are shown as JSON.stringify writes them (\u00e9 as the letter it stands for).
+  function reindentJSON(text) {
+    const out = [];
+    const n = text.length;
+    let depth = 0, i = 0;
+    const newline = (d) => "\n" + "  ".repeat(d);
+    const space = (c) => c === " " || c === "\t" || c === "\n" || c === "\r";
+    while (i < n) {
+      const c = text[i];
+      if (space(c)) { i++; continue; }
+      if (c === '"') {
+        let j = i + 1;
+        while (text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+        out.push(JSON.stringify(JSON.parse(text.slice(i, j + 1))));
+        i = j + 1;
+      } else if (c === "{" || c === "[") {
+        let j = i + 1;
+        while (space(text[j])) j++;
+        if (text[j] === (c === "{" ? "}" : "]")) { out.push(c + text[j]); i = j + 1; continue; }
+        depth++;
+        out.push(c + newline(depth));
+        i++;
+      } else if (c === "}" || c === "]") {
+        depth--;
+        out.push(newline(depth) + c);
+        i++;
+      } else if (c === ",") {
+        out.push("," + newline(depth));
+        i++;
+      } else if (c === ":") {
+        out.push(": ");
+        i++;
+      } else {  // a number, true, false or null, as written
+        let j = i;
+        while (j < n && !space(text[j]) && ",]}:".indexOf(text[j]) < 0) j++;
+        out.push(text.slice(i, j));
+        i = j;
+      }
+    }
+    return out.join("");
+  }
+
   function showText(box, text, mime) {
     const jsonish = mime.includes("json") || /^\s*[[{]/.test(text.slice(0, 64));
     if (jsonish && text.length <= PRETTY_LIMIT) {
       let pretty = null;
-      try { pretty = JSON.stringify(JSON.parse(text), null, 2); } catch (e) { pretty = null; }
+      try { JSON.parse(text); pretty = reindentJSON(text); } catch (e) { pretty = null; }
       if (pretty !== null) {
         const pre = el("pre", "body json");
         if (pretty.length <= HILITE_LIMIT) { hiliteJSON(pre, pretty); box.appendChild(pre); }
