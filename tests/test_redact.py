@@ -139,6 +139,22 @@ def test_location_and_referer_are_url_redacted() -> None:
     assert_absent(entry, "pw1234", "pw5678", "abc123", "def456", "bob", "carol")
 
 
+def test_query_parameters_of_urls_in_any_header_are_redacted() -> None:
+    """A paginated API echoes the caller's token in Link; a Refresh header carries a URL too."""
+    settings = Settings.from_kwargs(redact_query=["access_token"])
+    ex = make_exchange(response_headers=[
+        ("Content-Type", "application/json"),
+        ("Link", '<http://api.example/items?page=2&access_token=tok-5e4d3c2b1a09>; rel="next"'),
+        ("Refresh", "0; url=/items?access_token=tok-5e4d3c2b1a09&page=2"),
+        ("X-Note", "a=b&c=d")])
+    headers = values(build(ex, settings)["response"]["headers"])
+    assert headers["Link"] == f'<http://api.example/items?page=2&access_token={URL_REDACTED}>; ' \
+                              'rel="next"'
+    assert headers["Refresh"] == f"0; url=/items?access_token={URL_REDACTED}&page=2"
+    assert headers["X-Note"] == "a=b&c=d"
+    assert_absent(build(ex, settings), "tok-5e4d3c2b1a09")
+
+
 # --- bodies ----------------------------------------------------------------------------------
 
 

@@ -48,6 +48,8 @@ CREDENTIAL_HEADERS = frozenset({
 })
 #: Headers whose value is a URL: redacted like the request URL instead of replaced.
 URL_HEADERS = frozenset({"location", "content-location", "referer"})
+#: A query parameter of a URL inside a header value: ``?name=value`` or ``&name=value``.
+_QUERY_PAIR = re.compile(r"([?&])([^=&#\s<>\"']+)=([^&#\s<>\"';,]+)")
 _JSON_START = re.compile(r"\s*[\[{]")
 # Secrets shorter than this are not searched for in free text (they would mangle it).
 _MIN_SCRUB = 3
@@ -68,9 +70,10 @@ class Rules:
         self.query: FrozenSet[str] = frozenset(q.lower() for q in query)
         self.fields: FrozenSet[str] = frozenset(f.lower() for f in fields)
         self.patterns: Tuple["re.Pattern[str]", ...] = tuple(re.compile(p) for p in patterns)
-        #: Lowercased header names whose values :meth:`header` may change; with patterns, all.
+        #: Lowercased header names whose values :meth:`header` may change; with patterns or
+        #: query parameters (a URL may be in any header: Link, Refresh...), all.
         self.header_names: Optional[FrozenSet[str]] = (
-            None if self.patterns else self.headers | URL_HEADERS)
+            None if self.patterns or self.query else self.headers | URL_HEADERS)
         self._field_re = None
         if self.fields:
             names = "|".join(re.escape(f) for f in sorted(self.fields))
@@ -84,7 +87,14 @@ class Rules:
             return REDACTED
         if lname in URL_HEADERS:
             return self.url(value)
+        if self.query and "=" in value:  # URLs inside other values (Link: <...?token=...>)
+            value = _QUERY_PAIR.sub(self._query_pair, value)
         return self.text(value) if self.patterns else value
+
+    def _query_pair(self, match: "re.Match[str]") -> str:
+        if unquote_plus(match[2]).lower() in self.query:
+            return match[1] + match[2] + "=" + URL_REDACTED
+        return match[0]
 
     def cookie(self, value: str, header: str) -> str:
         """A cookie value from a Cookie (``header="cookie"``) or Set-Cookie header."""
