@@ -214,6 +214,22 @@ def test_json_that_orjson_refuses_still_redacts() -> None:
     assert "123456789012345678901234567890" in entry["response"]["content"]["text"]
 
 
+def test_named_fields_of_a_body_that_does_not_decode_are_redacted_in_its_base64() -> None:
+    """A legacy service: JSON (or a form) with a Latin-1 byte and no charset, so not UTF-8,
+    written base64; its password field was left in."""
+    settings = Settings.from_kwargs(redact_json_field=["password"])
+    ex = json_exchange(b'name=Jos\xe9&password=pw-form-secret',
+                       b'{"user": "Jos\xe9", "password": "pw-json-secret"}')
+    ex.request_headers = [("Content-Type", "application/x-www-form-urlencoded")]
+    entry = build(ex, settings)
+    content, post = entry["response"]["content"], entry["request"]["postData"]
+    assert content["encoding"] == "base64" and content["_redacted"] is True
+    assert base64.b64decode(content["text"]) == b'{"user":"Jos\xe9","password":"[REDACTED]"}'
+    assert post["encoding"] == "base64" and post["_redacted"] is True
+    assert base64.b64decode(post["text"]) == b"name=Jos\xe9&password=" + URL_REDACTED.encode()
+    assert_absent(entry, "pw-form-secret", "pw-json-secret")
+
+
 def test_form_fields() -> None:
     settings = Settings.from_kwargs(redact_json_field=["password"])
     body = b"user=ann&password=pa%2055&Password=x2"

@@ -145,7 +145,7 @@ def body_text(data: bytes, mime: str, codec: str, whole: bool,
             redacted = rules.body(text, mime)
             return redacted, False, redacted != text
     if rules is not None:
-        original, data = data, rules.binary(data)
+        original, data = data, rules.binary(data, mime)
         return base64.b64encode(data).decode("ascii"), True, data != original
     return base64.b64encode(data).decode("ascii"), True, False
 
@@ -195,8 +195,9 @@ def set_text(holder: Dict[str, Any], text: str, is_base64: bool, redacted: bool)
 def _form(result: Dict[str, Any], data: bytes, codec: str, whole: bool,
           rules: Optional[Rules]) -> None:
     text = _decode(data, codec, whole)
-    if text is None:
-        set_text(result, *body_text(data, "application/octet-stream", codec, whole, rules))
+    if text is None:  # (base64: body_text cannot decode it either, and redacts its fields)
+        set_text(result, *body_text(data, "application/x-www-form-urlencoded", codec, whole,
+                                    rules))
         return
     redacted = False
     if rules is not None:

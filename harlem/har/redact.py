@@ -155,8 +155,16 @@ class Rules:
             text = self._pairs(text, self.fields)
         return self.text(text) if self.patterns else text
 
-    def binary(self, data: bytes) -> bytes:
-        """A body written as base64: only patterns apply, on the raw bytes."""
+    def binary(self, data: bytes, mime: str = "") -> bytes:
+        """A body written as base64: patterns, on the raw bytes. A JSON or form body (``mime``)
+        written so because it does not decode with its charset (Latin-1 bytes labelled UTF-8)
+        loses its named fields first: read byte for byte as Latin-1, so that every other byte
+        stays as it was."""
+        if self.fields and ("json" in mime or mime == "application/x-www-form-urlencoded"):
+            text = data.decode("latin-1")
+            fields = self._json(text) if "json" in mime else self._pairs(text, self.fields)
+            if fields is not text:
+                data = fields.encode("latin-1", "backslashreplace")
         if not self.patterns:
             return data
         return self._patterns(data.decode("latin-1"), REDACTED).encode("latin-1")
