@@ -123,7 +123,11 @@ class Layout:
         """A compact entry (as spooled) in this layout."""
         if not self.indent:
             return compact
-        return self._padded(self._dumps(_fast_json().loads(compact)))
+        try:
+            value = _fast_json().loads(compact)
+        except ValueError:  # nested deeper than orjson reads (fewer levels in old releases)
+            value = json.loads(compact)
+        return self._padded(self._dumps(value))
 
     def _padded(self, text: bytes) -> bytes:
         """``text`` indented to an entry's depth in the document (as it is, when compact)."""
