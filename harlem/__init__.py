@@ -75,13 +75,14 @@ __all__ = [  # (a literal: what linters read; a test keeps it and _EXPORTS the s
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'harlem' has no attribute {name!r}")
-    value = getattr(__import__(module, fromlist=[name]), name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # (seen by type checkers, it would make every misspelled name Any)
+    def __getattr__(name: str) -> Any:
+        module = _EXPORTS.get(name)
+        if module is None:
+            raise AttributeError(f"module 'harlem' has no attribute {name!r}")
+        value = getattr(__import__(module, fromlist=[name]), name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list:

@@ -5,18 +5,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Any, Dict, Iterable, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, Optional, Union
 
 from . import pipeline
 from .recording import Recording, file_exporter, in_background
 from .settings import Settings
+
+if TYPE_CHECKING:  # pragma: no cover (pydantic is imported when a model is asked for)
+    from .har.model import Har
 
 __all__ = ["record_to_file", "record_to_logger", "page", "to_har_model"]
 
 
 @contextlib.contextmanager
 def record_to_file(path: Union[str, "os.PathLike[str]"], indent: Optional[int] = None,
-                   live: bool = False, interval_seconds: Optional[float] = None,
+                   live: Union[bool, str] = False, interval_seconds: Optional[float] = None,
                    retention_seconds: Optional[float] = None, in_background: Optional[str] = None,
                    **options: Any) -> Iterator[Recording]:
     """Record every installed HTTP library into the HAR file ``path`` while the block runs.
@@ -78,7 +81,7 @@ def page(title: str) -> Iterator[Dict[str, Any]]:
         pipeline.close_page(opened)
 
 
-def to_har_model(pages: Iterable[Dict[str, Any]], entries: Iterable[Dict[str, Any]]) -> Any:
+def to_har_model(pages: Iterable[Dict[str, Any]], entries: Iterable[Dict[str, Any]]) -> Har:
     """Build a :class:`harlem.har.model.Har` from page and entry dicts (for example, logged ones)."""
     from .har.model import Har
 

@@ -94,10 +94,12 @@ class Recording:
 
     @property
     def entry_count(self) -> int:
+        """Entries exported so far (failed exchanges included)."""
         return self._tally.entries
 
     @property
     def failed_count(self) -> int:
+        """Entries of exchanges that failed (status 0: no response)."""
         return self._tally.failed
 
     def start(self, libraries: bool = True) -> "Recording":
@@ -127,6 +129,7 @@ class Recording:
             warn_once(f"recorder-{name}", f"not recording {name}", exc)
 
     def start_library(self, cls: Type[HarRecorder]) -> None:
+        """Start recording the library of recorder class ``cls`` too (once)."""
         with self._lock:
             if self._stopped or any(type(r) is cls for r in self.recorders):
                 return
@@ -135,6 +138,8 @@ class Recording:
             self.recorders.append(recorder)
 
     def stop(self) -> None:
+        """Stop every recorder and write the output; a failure is a warning and
+        :attr:`export_failed`, never an exception. In a forked child, nothing is written."""
         with self._lock:
             self._stopped = True
             finder, self._finder = self._finder, None
@@ -163,6 +168,7 @@ class Recording:
         self.stop()
 
     def summary(self, target: str) -> str:
+        """The line harlem's commands print at the end: ``harlem: 3 entries -> out.har``."""
         from .agent.ending import summary_line
 
         return summary_line(self.entry_count, self.failed_count, target,

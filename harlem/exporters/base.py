@@ -10,9 +10,12 @@ Starting it again later continues the same recording.
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, TypeVar
 
 __all__ = ["HarExporter"]
+
+#: The exporter's own class, for type checkers: ``LiveFileHarExporter(...).start()`` is one.
+_Self = TypeVar("_Self", bound="HarExporter")
 
 
 class HarExporter:
@@ -32,7 +35,9 @@ class HarExporter:
 
     # -- lifecycle (reference-counted) ---------------------------------------------------
 
-    def start(self) -> "HarExporter":
+    def start(self: _Self) -> _Self:
+        """Open the exporter for one more user (the first opens it: :meth:`on_start`);
+        return it."""
         with self._lifecycle:
             if self._users == 0:
                 self.on_start()  # if this raises, the exporter stays stopped
@@ -40,6 +45,8 @@ class HarExporter:
         return self
 
     def stop(self) -> None:
+        """One user less; the last finishes the exporter (:meth:`on_stop`). Extra calls do
+        nothing."""
         with self._lifecycle:
             if self._users == 0:
                 return
@@ -49,6 +56,7 @@ class HarExporter:
 
     @property
     def started(self) -> bool:
+        """True while some user has started it and not stopped it yet."""
         return self._users > 0
 
     @property
@@ -63,7 +71,7 @@ class HarExporter:
         """
         return False
 
-    def __enter__(self) -> "HarExporter":
+    def __enter__(self: _Self) -> _Self:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:

@@ -119,6 +119,7 @@ class IoHarExporter(HarExporter):
 
     @property
     def entry_count(self) -> int:
+        """Entries received so far (waiting in the spool for the document's writing)."""
         return self._spool.count if self._spool else 0
 
     def write_to(self, write: Any) -> int:

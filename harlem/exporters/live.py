@@ -225,6 +225,7 @@ class LiveFileHarExporter(HarExporter):
 
     @property
     def entry_count(self) -> int:
+        """Entries in the file and those waiting for the next write."""
         return len(self._index) + len(self._pending)
 
     # -- writing -------------------------------------------------------------------------

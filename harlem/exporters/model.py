@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
 from .base import HarExporter
+
+if TYPE_CHECKING:  # pragma: no cover (pydantic is imported when the model is asked for)
+    from ..har.model import Har
 
 __all__ = ["ModelHarExporter"]
 
@@ -40,7 +43,7 @@ class ModelHarExporter(HarExporter):
             return har
 
     @property
-    def model(self) -> Any:
+    def model(self) -> Har:
         """The recording as a :class:`harlem.har.model.Har` (imports pydantic on first use)."""
         from ..har.model import Har
 

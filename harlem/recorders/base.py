@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from typing import Any, ClassVar, Dict, List, Optional, Type
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Optional, Type, TypeVar
 
 from .. import pipeline
 from ..settings import Settings
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..exporters.base import HarExporter
+
 __all__ = ["HarRecorder", "unwrap_all"]
 
 _patch_lock = threading.RLock()
+#: The recorder's own class, for type checkers: ``RequestsHarRecorder(...).start()`` is one.
+_Self = TypeVar("_Self", bound="HarRecorder")
 
 
 class HarRecorder:
@@ -33,7 +38,8 @@ class HarRecorder:
     #: The module whose presence means the library is installed.
     module_name: ClassVar[str] = ""
 
-    def __init__(self, exporter: Any, settings: Optional[Settings] = None, **options: Any):
+    def __init__(self, exporter: "HarExporter", settings: Optional[Settings] = None,
+                 **options: Any):
         from ..exporters.base import HarExporter
 
         if not isinstance(exporter, HarExporter):
@@ -53,7 +59,9 @@ class HarRecorder:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> "HarRecorder":
+    def start(self: _Self) -> _Self:
+        """Patch the library (if no other recorder of it did), start the exporter, and
+        receive the library's exchanges from now on; return the recorder."""
         if self.receiving:
             return self
         self.exporter.start()  # first: if it cannot start, the library stays untouched
@@ -75,6 +83,8 @@ class HarRecorder:
         return self
 
     def stop(self) -> None:
+        """Export what is owed (exchanges still in flight as they stand), stop the exporter,
+        and unpatch the library once no recorder of it is left."""
         if not self.receiving:
             return
         self.receiving = False
@@ -86,7 +96,7 @@ class HarRecorder:
                 cls._uninstrument()
         self.exporter.stop()
 
-    def __enter__(self) -> "HarRecorder":
+    def __enter__(self: _Self) -> _Self:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
