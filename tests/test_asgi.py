@@ -595,10 +595,52 @@ def test_what_any_client_sends_still_makes_a_valid_url(record: Any) -> None:
     with record() as rec, uvicorn_server(HarlemMiddleware(bare_app)) as url:
         requests_sent = (b"GET /a HTTP/1.1\r\nHost: exa mple\r\n\r\n"
                          b"GET http://absolute.example/f?x=1 HTTP/1.1\r\nHost: ok\r\n\r\n"
-                         b"OPTIONS * HTTP/1.1\r\nHost: ok\r\n\r\n")
-        assert len(_raw_exchange(url, requests_sent, 3)) == 3
+                         b"OPTIONS * HTTP/1.1\r\nHost: ok\r\n\r\n"
+                         # a path that holds a URL (web archives, image proxies): not a target
+                         # in absolute form
+                         b"GET /web/2020/http://example.com/p HTTP/1.1\r\nHost: ok\r\n\r\n"
+                         # Host headers a scanner sends: not a host and port a URI allows
+                         b"GET /x HTTP/1.1\r\nHost: [zz\r\n\r\n"
+                         b"GET /x HTTP/1.1\r\nHost: a%zz\r\n\r\n"
+                         b"GET /x HTTP/1.1\r\nHost: h:abc\r\n\r\n"
+                         b"GET /x HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"
+                         b"GET http://abs%zz.example/f HTTP/1.1\r\nHost: ok\r\n\r\n")
+        assert len(_raw_exchange(url, requests_sent, 9)) == 9
     assert [entry["request"]["url"] for entry in rec.entries] == [  # (checked valid by rec)
-        "http://exa%20mple/a", "http://absolute.example/f?x=1", "http://ok"]
+        "http://exa%20mple/a", "http://absolute.example/f?x=1", "http://ok",
+        "http://ok/web/2020/http://example.com/p", "http://%5Bzz/x", "http://a%25zz/x",
+        "http://h%3Aabc/x", "http://[::1]:8080/x", "http://abs%25zz.example/f"]
+
+
+def test_an_upload_the_client_gave_up_is_a_failure_with_what_arrived(record: Any) -> None:
+    """5 000 of 100 000 announced bytes, then the client closes: not a request served whole.
+    The body is what arrived, sending lasted until the client left, and the entry failed."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def upload(request: Any) -> Any:
+        return JSONResponse({"size": len(await request.body())})
+
+    app = Starlette(routes=[Route("/upload", upload, methods=["POST"])])
+    with record() as rec, uvicorn_server(HarlemMiddleware(app)) as url:
+        host, port = url.split("//", 1)[1].split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+                         + b"x" * 5000)
+            time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # (the app answers once uvicorn sees the close)
+            pipeline.flush()
+            if rec.exporter.entries:
+                break
+            time.sleep(0.05)
+    (entry,) = rec.entries
+    request, response = entry["request"], entry["response"]
+    assert request["bodySize"] == 5000 and request["postData"]["text"] == "x" * 5000
+    assert response["_error"] == "net::ERR_CONNECTION_CLOSED"
+    assert "ClientDisconnect" in response["comment"]
+    assert entry["timings"]["send"] >= 250  # the upload, until the client left
 
 
 def test_a_bodiless_request_still_served_when_recording_stops_is_waiting(record: Any) -> None:

@@ -26,6 +26,7 @@ _MAX_MESSAGE = 2000
 _CLOSED_NAMES = frozenset({
     "RemoteDisconnected", "ServerDisconnectedError", "IncompleteRead", "ContentLengthError",
     "TransferEncodingError", "ClientPayloadError", "BadStatusLine",
+    "ClientDisconnect",  # (Starlette, on the server side: the client left mid-request)
 })
 # Wrappers that libraries raise for a closed connection; they may hold a more precise cause.
 _PROTOCOL_NAMES = frozenset({"ProtocolError", "RemoteProtocolError", "ChunkedEncodingError"})

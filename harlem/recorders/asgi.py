@@ -217,7 +217,7 @@ def _url(scope: Scope) -> str:
     host = ""
     for name, value in scope.get("headers", ()):
         if name.lower() == b"host":
-            host = _quote(value, _HOST_SAFE)
+            host = _authority(value)
             break
     if not host:
         server = scope.get("server")
@@ -231,8 +231,11 @@ def _url(scope: Scope) -> str:
     raw_path = (scope.get("raw_path") or b"").split(b"?", 1)[0]
     query = scope.get("query_string") or b""
     query_part = "?" + _quote(query, _ENCODED_SAFE + "?") if query else ""
-    if b"://" in raw_path:  # the absolute form a proxy is sent ("GET http://host/path")
-        return _quote(raw_path, _ENCODED_SAFE) + query_part
+    absolute = _ABSOLUTE_FORM.match(raw_path)
+    if absolute:  # the absolute form a proxy is sent ("GET http://host/path")
+        target, authority, rest = absolute.groups()
+        return (target.decode("ascii") + _authority(authority) + _quote(rest, _ENCODED_SAFE)
+                + query_part)
     if raw_path == b"*":  # "OPTIONS *": the server itself, no path (RFC 9112, 3.3)
         return f"{scheme}://{host}"
     path = _quote(raw_path, _ENCODED_SAFE) if raw_path \
@@ -250,6 +253,21 @@ def _url(scope: Scope) -> str:
 _DECODED_SAFE = "/:@!$&'()*+,;=-._~"
 _ENCODED_SAFE = _DECODED_SAFE + "%"
 _HOST_SAFE = "!$&'()*+,;=:[]-._~%"
+#: A host as a URI allows it: a bracketed IP literal or a name (percent escapes whole), then
+#: a numeric port. Anything else is encoded whole as a name: "[zz", "a%zz", "h:abc".
+_VALID_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9!$&'()*+,;=._~-]|%[0-9A-Fa-f]{2})*)"
+                         rb"(?::[0-9]*)?")
+_NAME_SAFE = "!$&'()*+,;=-._~"
+#: "GET http://host/path": a scheme, then the authority, then the rest (a path given whole,
+#: "/web/2020/http://example.com/", is not one).
+_ABSOLUTE_FORM = re.compile(rb"([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)(.*)", re.DOTALL)
+
+
+def _authority(raw: bytes) -> str:
+    """A Host header's value (or an absolute target's authority) as a URI's host and port."""
+    if _VALID_HOST.fullmatch(raw):
+        return _quote(raw, _HOST_SAFE)
+    return _quote(raw, _NAME_SAFE)
 
 
 def _quote(raw: Any, safe: str) -> str:
@@ -290,7 +308,7 @@ class _Served:
     """One request's exchange while the application serves it, and its ASGI channels."""
 
     __slots__ = ("ex", "scope", "server_receive", "server_send", "upload", "upload_size",
-                 "read_all", "decoder", "intact", "wire_size", "body_done", "answered")
+                 "read_all", "decoder", "intact", "wire_size", "body_done", "answered", "cut")
 
     def __init__(self, ex: Exchange, scope: Scope, receive: Receive, send: Send):
         self.ex = ex
@@ -313,6 +331,8 @@ class _Served:
         self.body_done = False
         #: True from the moment the last response message is handed to the server.
         self.answered = False
+        #: True when the client went away before its request body ended (an upload given up).
+        self.cut = False
 
     # -- the channels the application gets ---------------------------------------------------
 
@@ -337,7 +357,17 @@ class _Served:
 
     @_quietly
     def _received(self, message: Message) -> None:
-        if message.get("type") != "http.request" or self.ex.finished:
+        kind = message.get("type")
+        if kind == "http.disconnect" and not self.read_all and not self.ex.finished:
+            # An upload given up: what arrived is the request body, sending ended here, and
+            # whatever the application answers next reaches nobody.
+            self.cut = True
+            if self.ex.t_response is None:
+                self.ex.t_send_end = now()
+            if self.ex.error is None:
+                self.ex.error = ConnectionResetError(_CUT_UPLOAD)
+            return
+        if kind != "http.request" or self.ex.finished:
             return
         body = message.get("body") or b""
         limit = self.ex.body_limit
@@ -432,12 +462,16 @@ class _Served:
 
     def _finish(self) -> None:
         ex = self.ex
-        # Only a body the application read to its end; else its Content-Length tells its size.
-        if self.upload is not None and self.read_all:
+        # Only a body the application read to its end, or all there was of one the client gave
+        # up; else its Content-Length tells its size.
+        if self.upload is not None and (self.read_all or self.cut):
             ex.request_body = b"".join(self.upload)
             ex.request_size = self.upload_size  # all of it, kept or not
         self.upload = None
         pipeline.finish(ex)
+
+
+_CUT_UPLOAD = "the client closed the connection before its request body ended"
 
 
 def _decoder(headers: List[Any]) -> Any:
