@@ -996,3 +996,29 @@ async def test_a_request_a_middleware_sends_again_keeps_each_hops_headers(server
     sent = [[h["value"] for h in entry["request"]["headers"] if h["name"] == "X-Attempt"]
             for entry in rec.entries]
     assert sent == [["1"], ["2"], ["3"]]
+
+
+@pytest.mark.skipif(not hasattr(aiohttp, "ClientHandlerType"), reason="client middlewares: aiohttp 3.12+")
+async def test_a_middleware_that_falls_back_after_a_refused_connection_keeps_its_error(
+        server: Any, record: Any) -> None:
+    """The first replica refuses, the middleware catches that and sends the request to
+    another: the refused attempt is ERR_CONNECTION_REFUSED with what the middleware caught,
+    not aiohttp's own retry on a dead kept-alive connection."""
+    caught: List[BaseException] = []
+
+    async def fallback(request: Any, handler: Any) -> Any:
+        try:
+            return await handler(request)
+        except aiohttp.ClientConnectorError as exc:
+            caught.append(exc)
+            request.url = request.url.with_port(server.port)
+            return await handler(request)
+
+    with record() as rec:
+        async with aiohttp.ClientSession(middlewares=(fallback,)) as session:
+            async with session.get(f"http://127.0.0.1:{closed_port()}/json") as response:
+                assert response.status == 200
+    refused, served = rec.entries
+    assert refused["response"]["_error"] == "net::ERR_CONNECTION_REFUSED"
+    assert refused["response"]["comment"].startswith("aiohttp.client_exceptions.ClientConnectorError")
+    assert served["response"]["status"] == 200 and len(caught) == 1

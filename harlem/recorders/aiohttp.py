@@ -458,10 +458,11 @@ def _attempt(call: _Call, request: Any) -> None:
     hop = call.hop
     if hop is not None and not hop.finished and hop.t_response is None:
         # A retry (aiohttp resends an idempotent request when a kept-alive connection
-        # turns out dead): the lost attempt was an exchange of its own.
+        # turns out dead), or a client middleware sending it again: the lost attempt was an
+        # exchange of its own.
         _note_request(call, hop)
         if hop.error is None:
-            hop.error = ConnectionError(_RETRIED)
+            hop.error = _caught_now() or ConnectionError(_RETRIED)
         _finish(hop)
     # the URL object as it is: making its text is the builder's work
     call.hop = _begin(call, str(request.method), request.url)
@@ -472,6 +473,16 @@ def _attempt(call: _Call, request: Any) -> None:
         call.tls_after = None
         if request.proxy and call.hop is not None:
             call.hop.absolute_target = True
+
+
+def _caught_now() -> Optional[BaseException]:
+    """What a client middleware caught and now sends the request again for (it calls the
+    handler from its ``except`` block: a refused port, a name that does not resolve). aiohttp's
+    own retry happens after its ``except`` block, with nothing caught."""
+    from aiohttp import ClientError
+
+    error = sys.exc_info()[1]
+    return error if isinstance(error, (ClientError, OSError, asyncio.TimeoutError)) else None
 
 
 def _on_tcp_connect(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
