@@ -497,11 +497,12 @@ def test_reset_in_the_middle_of_the_body(server: Any, record: Any) -> None:
     assert entry["timings"]["wait"] >= 0 and entry["timings"]["receive"] >= 0
 
 
-def retrying_session(**retry: Any) -> requests.Session:
+def retrying_session(backoff_factor: float = 0, **retry: Any) -> requests.Session:
     from urllib3.util.retry import Retry
 
     session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(max_retries=Retry(backoff_factor=0, **retry))
+    adapter = requests.adapters.HTTPAdapter(
+        max_retries=Retry(backoff_factor=backoff_factor, **retry))
     session.mount("http://", adapter)
     return session
 
@@ -554,6 +555,22 @@ def test_each_connection_attempt_urllib3_retries_is_an_entry(record: Any) -> Non
     # the last attempt's failure is the exception the program got
     assert entries[2]["response"]["comment"].startswith("requests.exceptions.ConnectionError")
     assert entries[0]["response"]["comment"].startswith("urllib3.exceptions.NewConnectionError")
+
+
+def test_a_failed_attempt_ends_when_it_failed_not_after_the_back_off(record: Any) -> None:
+    """urllib3 sleeps between a failed attempt and the next (backoff_factor): that sleep is
+    no attempt's. A refusal that took a millisecond read as lasting the whole back-off."""
+    from harlem.har.dates import epoch_ms
+
+    url = f"http://127.0.0.1:{closed_port()}/nothing"
+    with record() as rec:
+        with retrying_session(total=2, backoff_factor=0.2) as session:  # sleeps 0 s, 0.4 s
+            with pytest.raises(requests.exceptions.ConnectionError):
+                session.get(url)
+    entries = rec.entries
+    spans = [(epoch_ms(e["startedDateTime"]), e["time"]) for e in entries]
+    gap = spans[2][0] - (spans[1][0] + spans[1][1])  # between the 2nd's end and the 3rd's start
+    assert gap >= 300, spans  # the 0.4 s back-off is a gap, not the 2nd attempt's time
 
 
 def test_a_raw_read_of_exactly_the_rest_completes_the_body(server: Any, record: Any) -> None:

@@ -284,9 +284,12 @@ def _next_attempt(previous: Exchange) -> Optional[Exchange]:
 
 @_quietly
 def _attempt_failed(exchange: Exchange, exc: BaseException) -> None:
-    """urllib3 may retry: kept until the next attempt, or replaced by what the program sees."""
+    """urllib3 may retry: kept until the next attempt, or replaced by what the program sees.
+    Either way the attempt ended here, not after urllib3's back-off sleep before the next."""
     if exchange.error is None and not exchange.finished:
         exchange.error = exc
+        if exchange.t_end is None:
+            exchange.t_end = now()
 
 
 def _drain_conn(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
