@@ -159,6 +159,8 @@ def finish(exchange: Exchange) -> None:
         large = _pending_bytes > WAKE_BYTES
     _put(exchange, urgent=large)
     _in_flight.discard(exchange)  # only once queued: its page's end comes after it
+    if _ending_pages:  # (the builder may have looked while this one was still in flight)
+        _end_pages()
 
 
 def abandon(exchange: Exchange) -> None:
@@ -204,7 +206,8 @@ def open_page(title: str) -> dict:
         _open_pages.append(page)
         # Queued under the lock, as begin() names the page under it: an exchange begun in
         # another thread the moment the page opens cannot queue its entry before the page.
-        _put(("page", page, _active_exporters()), urgent=True)
+        _backlog.append(("page", page, _active_exporters()))
+    _nudge(urgent=True)  # (outside the lock: it may build the backlog right here)
     return page
 
 
@@ -315,18 +318,25 @@ def _exporter_in_use(sink: "HarExporter") -> bool:
 
 
 def _put(item: Any, urgent: bool = False, start: bool = True) -> None:
-    """Add ``item`` to the backlog; wake the builder if it sleeps (or now, if ``urgent``).
+    """Add ``item`` to the backlog; wake the builder if it sleeps (or now, if ``urgent``)."""
+    _backlog.append(item)
+    _nudge(urgent, start)
+
+
+def _nudge(urgent: bool = False, start: bool = True) -> None:
+    """Have what was just appended to the backlog built: wake the builder (now, if
+    ``urgent``), starting it if needed.
 
     The builder thread starts with the first item that needs it (``start``): not for a page
     alone, so that a program that imports an HTTP library and forks before any request has
     no thread of harlem's (Python 3.12 and later warn at a fork in a process with threads).
     Where no thread can start (Python 3.12.0 to 3.12.2 at interpreter shutdown: a request
     made from an ``atexit`` handler or a thread outliving the main one), the backlog is built
-    in the calling thread instead.
+    in the calling thread instead (never while holding ``_lock``: see :func:`open_page`).
     """
     global _worker, _urgent, _running
-    here = False
     if not _running and start:
+        here = False
         with _lock:
             if not _running:
                 # Set once started; its loop's end, under _lock, comes after.
@@ -335,10 +345,9 @@ def _put(item: Any, urgent: bool = False, start: bool = True) -> None:
                     _running = True
                 except RuntimeError:  # "can't create new thread at interpreter shutdown"
                     here = True
-    _backlog.append(item)
-    if here:
-        _drain_here()
-        return
+        if here:
+            _drain_here()
+            return
     if not _running:  # a page waiting for the first exchange: nothing to hurry for
         return
     if urgent:

@@ -804,6 +804,33 @@ def test_a_live_file_whose_folder_was_removed_is_a_failed_export(tmp_path, serve
     assert "harlem: warning: could not export the HAR recording" in capfd.readouterr().err
 
 
+def test_a_page_a_failed_rewrite_left_out_is_written_by_the_next(tmp_path, monkeypatch):
+    """A page too big for the room forces a rewrite; when that fails (a disk nearly full),
+    the next page, small enough for the room, must not go in place behind its back: the file
+    would lack the first for good."""
+    from harlem.exporters import live
+
+    path = tmp_path / "live.har"
+    exporter = LiveFileHarExporter(path)
+    exporter.start()
+    exporter.add_page(DEFAULT_PAGE)
+    exporter.add_page(_page("page_1"))
+    real_atomic_write = live.atomic_write
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(live, "atomic_write", disk_full)
+    with pytest.raises(OSError):
+        exporter.add_page(_page("page_2", title="x" * 5000))
+    monkeypatch.setattr(live, "atomic_write", real_atomic_write)
+    exporter.add_page(_page("page_3"))
+    exporter.add_entry(dict(make_entry(0), pageref="page_2"))
+    exporter.stop()
+    har = check_har(path)
+    assert [p["id"] for p in har["log"]["pages"]] == ["page_0", "page_1", "page_2", "page_3"]
+
+
 def test_a_failed_retention_rewrite_lets_no_page_go(tmp_path, monkeypatch):
     """Pages leave with the rewrite that drops them: when it fails (no file descriptor left,
     a full disk), they stay, and a later rewrite does not write entries naming a page it

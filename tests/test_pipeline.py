@@ -328,23 +328,26 @@ def test_a_page_reaches_exporters_before_an_entry_begun_in_another_thread_as_it_
     import harlem
 
     exporter = _CallLog()
-    real_put = pipeline._put
+    real_active = pipeline._active_exporters
     done = threading.Event()
+    armed = []
 
-    def request_first_then_put(item, *args, **kwargs):
-        if isinstance(item, tuple) and item[0] == "page" and item[1]["title"] == "job":
+    def request_while_the_page_opens():
+        if armed:  # (open_page asks who gets the page: the page is open, not yet queued)
+            armed.clear()
             other = threading.Thread(
                 target=lambda: (requests.get(server.url + "/json").content, done.set()))
             other.start()
             other.join(1.0)  # (it waits for the page to be queued, or has made its request)
-        return real_put(item, *args, **kwargs)
+        return real_active()
 
     with Recording(exporter):
         requests.get(server.url + "/json").content  # (the builder runs)
-        monkeypatch.setattr(pipeline, "_put", request_first_then_put)
+        monkeypatch.setattr(pipeline, "_active_exporters", request_while_the_page_opens)
+        armed.append(True)
         with harlem.page("job") as page:
             assert done.wait(30)
-        monkeypatch.setattr(pipeline, "_put", real_put)
+        monkeypatch.setattr(pipeline, "_active_exporters", real_active)
         assert pipeline.flush(30)
     calls = exporter.calls
     assert ("entry", page["id"]) in calls

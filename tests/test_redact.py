@@ -145,6 +145,7 @@ def test_query_parameters_of_urls_in_any_header_are_redacted() -> None:
     ex = make_exchange(response_headers=[
         ("Content-Type", "application/json"),
         ("Link", '<http://api.example/items?page=2&access_token=tok-5e4d3c2b1a09>; rel="next"'),
+        ("Content-Location", "/items?access_token=tok-5e4d,3c2b1a09"),
         ("Refresh", "0; url=/items?access_token=tok-5e4d3c2b1a09&page=2"),
         ("X-Note", "a=b&c=d")])
     headers = values(build(ex, settings)["response"]["headers"])
@@ -333,6 +334,10 @@ def test_a_cookie_value_quoted_in_an_error_is_redacted() -> None:
     ex = failed_exchange(error, request_headers=[("Cookie", f'theme=dark; session="{session}"')])
     entry = build(ex, ON)
     assert entry["response"]["comment"] == "KeyError: '[REDACTED]'"
+    # short values (lang=eng) are no session ids: not taken out of unrelated words
+    error = ConnectionError("incomplete chunked read: Content-Length mismatch")
+    ex = failed_exchange(error, request_headers=[("Cookie", "lang=eng; consent=yes")])
+    assert build(ex, ON)["response"]["comment"].endswith("Content-Length mismatch")
     ex = failed_exchange(RuntimeError("could not store sid-0123456789 in the cache"))
     ex.response_headers = [("Set-Cookie", "sid=sid-0123456789; Path=/; HttpOnly")]
     assert_absent(build(ex, ON), "sid-0123456789")

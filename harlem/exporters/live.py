@@ -177,7 +177,8 @@ class LiveFileHarExporter(HarExporter):
         """Write ``page`` into the room after the pages; False if a rewrite must do it."""
         layout = self._layout
         data = layout.separator + layout.page(page)
-        if not self._listed or len(data) > self._room:
+        # (every earlier page must be on disk: one a failed rewrite left out needs a rewrite)
+        if self._listed != len(self.pages) - 1 or not self._listed or len(data) > self._room:
             return False
         try:
             self._pwrite_all(data + layout.pages_close, self._pages_end)

@@ -49,7 +49,9 @@ CREDENTIAL_HEADERS = frozenset({
 #: Headers whose value is a URL: redacted like the request URL instead of replaced.
 URL_HEADERS = frozenset({"location", "content-location", "referer"})
 #: A query parameter of a URL inside a header value: ``?name=value`` or ``&name=value``.
-_QUERY_PAIR = re.compile(r"([?&])([^=&#\s<>\"']+)=([^&#\s<>\"';,]+)")
+#: (a value runs to the next pair, fragment, space or bracket: commas and semicolons are a
+#: value's own inside a URL, and taking one too many hides nothing)
+_QUERY_PAIR = re.compile(r"([?&])([^=&#\s<>\"']+)=([^&#\s<>\"']+)")
 _JSON_START = re.compile(r"\s*[\[{]")
 # Secrets shorter than this are not searched for in free text (they would mangle it).
 _MIN_SCRUB = 3
@@ -207,7 +209,7 @@ class Rules:
         secrets += [form for name, value in headers if name.lower() in _COOKIE_HEADERS
                     and name.lower() in self.headers
                     for cookie in _cookie_values(name.lower(), value)
-                    for form in _printed_forms(cookie)]
+                    if len(cookie) >= _MIN_COOKIE_SCRUB for form in _printed_forms(cookie)]
         secrets += _url_secrets(url, self.credentials, self.query)
         for secret in sorted(set(secrets), key=len, reverse=True):
             if len(secret) >= _MIN_SCRUB:
@@ -285,6 +287,9 @@ def _printed_forms(value: str) -> List[str]:
 
 
 _COOKIE_HEADERS = ("cookie", "set-cookie")
+#: A cookie's value alone is searched for from this length: a session id, not lang=eng, whose
+#: "eng" would be taken out of "Content-Length" in an unrelated message.
+_MIN_COOKIE_SCRUB = 8
 
 
 def _cookie_values(name: str, value: str) -> List[str]:
