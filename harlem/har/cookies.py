@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import calendar
 import re
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ..pipeline import iso_time
 
-__all__ = ["request_cookies", "response_cookie", "cookie_date"]
+__all__ = ["request_cookies", "response_cookie", "cookie_date", "cookie_pair"]
 
 _SAME_SITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _MONTHS = {name: number for number, name in enumerate(
@@ -31,27 +31,31 @@ _MAX_AGE = re.compile(r"-?\d+")
 _LAST_TIMESTAMP = 253402300799.0
 
 
+def cookie_pair(pair: str) -> Tuple[str, str]:
+    """``(name, value)`` of one ``name=value`` of a Cookie or Set-Cookie header, trimmed; a
+    lone token is a value with an empty name (RFC 6265)."""
+    name, eq, value = pair.partition("=")
+    if not eq:
+        name, value = "", name
+    return name.strip(), value.strip()
+
+
 def request_cookies(values: Iterable[str]) -> List[Dict[str, str]]:
     """The cookies of one or more Cookie header values, in order."""
     cookies = []
     for value in values:
         for pair in value.split(";"):
-            name, eq, cookie_value = pair.partition("=")
-            if not eq:  # a lone token is a value with an empty name, as in Set-Cookie
-                name, cookie_value = "", name
-            name = name.strip()
-            if name or cookie_value.strip():
-                cookies.append({"name": name, "value": cookie_value.strip()})
+            name, cookie_value = cookie_pair(pair)
+            if name or cookie_value:
+                cookies.append({"name": name, "value": cookie_value})
     return cookies
 
 
 def response_cookie(value: str, now: float) -> Dict[str, Any]:
     """One Set-Cookie header value as a HAR cookie; ``now`` is the wall time Max-Age counts from."""
     pair, _, attributes = value.partition(";")
-    name, eq, cookie_value = pair.partition("=")
-    if not eq:  # RFC 6265: a lone token is a value with an empty name
-        name, cookie_value = "", name
-    cookie: Dict[str, Any] = {"name": name.strip(), "value": cookie_value.strip()}
+    name, cookie_value = cookie_pair(pair)
+    cookie: Dict[str, Any] = {"name": name, "value": cookie_value}
     expires: Optional[float] = None
     max_age: Optional[float] = None
     http_only = secure = False

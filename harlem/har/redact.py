@@ -38,6 +38,8 @@ from urllib.parse import unquote, unquote_plus
 
 import orjson
 
+from .cookies import cookie_pair, request_cookies
+
 __all__ = ["REDACTED", "URL_REDACTED", "CREDENTIAL_HEADERS", "Rules", "rules_for"]
 
 REDACTED = "[REDACTED]"
@@ -293,9 +295,13 @@ _MIN_COOKIE_SCRUB = 8
 
 
 def _cookie_values(name: str, value: str) -> List[str]:
-    """The values of a Cookie header's pairs, or a Set-Cookie header's cookie value."""
-    pairs = value.split(";") if name == "cookie" else value.split(";", 1)[:1]
-    return [pair.partition("=")[2].strip().strip('"') for pair in pairs if "=" in pair]
+    """The values of a Cookie header's cookies, or a Set-Cookie header's cookie value, read as
+    the entry's cookies are (quotes off: a program quotes the value without them)."""
+    if name == "cookie":
+        values = [cookie["value"] for cookie in request_cookies([value])]
+    else:
+        values = [cookie_pair(value.partition(";")[0])[1]]
+    return [text.strip('"') for text in values]
 
 
 #: ``scheme://user:password@`` in free text (an error message quoting a proxy's URL).
