@@ -481,8 +481,14 @@ def _caught_now() -> Optional[BaseException]:
     own retry happens after its ``except`` block, with nothing caught."""
     from aiohttp import ClientError
 
+    return _being_handled((ClientError, OSError, asyncio.TimeoutError))
+
+
+def _being_handled(kinds: Tuple[type, ...]) -> Optional[BaseException]:
+    """The exception of ``kinds`` that the running code is handling (an ``except`` block, or
+    an ``async with``/``finally`` it unwinds through), if any."""
     error = sys.exc_info()[1]
-    return error if isinstance(error, (ClientError, OSError, asyncio.TimeoutError)) else None
+    return error if isinstance(error, kinds) else None
 
 
 def _on_tcp_connect(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
@@ -597,8 +603,7 @@ def _cancelled_now() -> Optional[BaseException]:
     """The cancellation (or Ctrl-C) being handled while the response is let go: the program's
     ``async with`` or ``finally`` releases it because its task is being cancelled
     (``task.cancel()``, ``asyncio.timeout``, ``wait_for``, a TaskGroup), not by choice."""
-    error = sys.exc_info()[1]
-    return error if isinstance(error, (asyncio.CancelledError, KeyboardInterrupt)) else None
+    return _being_handled((asyncio.CancelledError, KeyboardInterrupt))
 
 
 def _timed_out(reader: Any) -> Optional[BaseException]:
