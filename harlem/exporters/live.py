@@ -383,7 +383,9 @@ class LiveFileHarExporter(HarExporter):
         self._end = index[-1][1] + index[-1][2] if index else len(head)
         self.pages = pages
         self._pages_end, self._room, self._listed = len(listed), room, len(pages)
-        self._page_starts = {page["id"]: _started(page) if self.retention_seconds else 0.0
+        known = self._page_starts  # (pages given before the start are read here)
+        self._page_starts = {page["id"]: known[page["id"]] if page["id"] in known
+                             else _started(page) if self.retention_seconds else 0.0
                              for page in pages}
         self._ended &= self._page_starts.keys()
         if self.retention_seconds:
