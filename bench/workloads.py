@@ -15,8 +15,8 @@ connection), more inside it (harlem's lazy imports, the builder thread), then th
 Workloads: ``requests`` (one keep-alive Session, GET /json), ``aiohttp`` (one ClientSession,
 sequential GET /json), ``aiohttp-gather`` (the same, ``--concurrency`` at a time under
 ``asyncio.gather``), ``httpx`` (one ``httpx.Client``), ``large`` (requests, GET
-/large?size=1 MiB, body read whole), ``live-requests`` (requests under ``live=True``; prints
-per-request times), ``live-feed`` (built entries into :class:`LiveFileHarExporter`),
+/large?size=1 MiB, body read whole), ``live-requests`` (requests under ``live=True``, or
+unrecorded as a control; prints per-request times), ``live-feed`` (built entries into :class:`LiveFileHarExporter`),
 ``live-pages`` (the same, each entry in a page of its own, as a worker with a page per job) and
 ``export`` (:class:`FileHarExporter.stop` against orjson by hand).
 """
@@ -232,8 +232,9 @@ def http_run(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def live_requests_run(args: argparse.Namespace) -> Dict[str, Any]:
-    """Per-request times of a long ``live=True`` recording: does the cost grow with the file?"""
-    recorder = Recorder("live", args.out, "requests")
+    """Per-request times of a long ``live=True`` recording (mode ``live``): does the cost grow
+    with the file? Mode ``plain`` times the same loop unrecorded, as a control."""
+    recorder = Recorder(args.mode, args.out, "requests")
     times: List[float] = []
     clock = time.perf_counter
     with recorder():
