@@ -145,10 +145,19 @@ class HarRecorder:
 
         register_library_path(wrapt)
         own = vars(owner).get(name, _INHERITED) if isinstance(owner, type) else getattr(owner, name)
+        patches = _patches_of(cls)
+        for stranded in _stranded_of(cls):
+            if stranded[0] is owner and stranded[1] == name and stranded[3] is own:
+                # Our own wrapper from an earlier recording, put back by whoever had replaced
+                # it (a mock that saved it): taken back as it is, not wrapped a second time,
+                # which would record each exchange twice.
+                _stranded_of(cls).remove(stranded)
+                patches.append(stranded)
+                return
         target = getattr(owner, name) if own is _INHERITED else own
         patched = wrapt.FunctionWrapper(target, wrapper)
         setattr(owner, name, patched)
-        _patches_of(cls).append((owner, name, own, patched))
+        patches.append((owner, name, own, patched))
 
 
 _INHERITED = object()  # marks a patched attribute that the owner only inherited
@@ -156,6 +165,9 @@ _INHERITED = object()  # marks a patched attribute that the owner only inherited
 # Reference counts and patch lists live per library's recorder class, not on the shared base.
 _users: Dict[Type[HarRecorder], int] = {}
 _patch_lists: Dict[Type[HarRecorder], List[Any]] = {}
+#: Patches that could not be undone because someone else's replacement stood in their place
+#: (a test's mock, another instrumentation): that someone may put ours back later.
+_stranded_lists: Dict[Type[HarRecorder], List[Any]] = {}
 
 
 def _users_of(cls: Type[HarRecorder]) -> int:
@@ -180,20 +192,37 @@ def _patches_of(cls: Type[HarRecorder]) -> List[Any]:
     return _patch_lists.setdefault(_library_root(cls), [])
 
 
+def _stranded_of(cls: Type[HarRecorder]) -> List[Any]:
+    return _stranded_lists.setdefault(_library_root(cls), [])
+
+
 def unwrap_all(cls: Type[HarRecorder], keep: int = 0) -> None:
     """Put back every original that ``cls`` wrapped, newest first (all but the first
     ``keep`` patches).
 
     Where someone else has replaced our wrapper since (another instrumentation, a test's
-    monkeypatch), theirs stays: ours, left underneath, does nothing once nobody records.
+    monkeypatch), theirs stays: ours, left underneath, does nothing once nobody records. It
+    is remembered as stranded: if its replacement later puts it back (a mock that ends), the
+    next start takes it back instead of wrapping it again, and a later unwrap removes it.
     """
     patches = _patches_of(cls)
+    stranded = _stranded_of(cls)
+    for patch in list(stranded):  # put back since: removed now
+        if _unwrap(*patch):
+            stranded.remove(patch)
     while len(patches) > keep:
-        owner, name, original, patched = patches.pop()
-        current = vars(owner).get(name) if isinstance(owner, type) else getattr(owner, name, None)
-        if current is not patched:
-            continue
-        if original is _INHERITED:
-            delattr(owner, name)
-        else:
-            setattr(owner, name, original)
+        patch = patches.pop()
+        if not _unwrap(*patch):
+            stranded.append(patch)
+
+
+def _unwrap(owner: Any, name: str, original: Any, patched: Any) -> bool:
+    """Put ``original`` back where ``patched`` stands; ``False`` when something else does."""
+    current = vars(owner).get(name) if isinstance(owner, type) else getattr(owner, name, None)
+    if current is not patched:
+        return False
+    if original is _INHERITED:
+        delattr(owner, name)
+    else:
+        setattr(owner, name, original)
+    return True
