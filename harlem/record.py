@@ -31,7 +31,11 @@ def record_to_file(path: Union[str, "os.PathLike[str]"], indent: Optional[int] =
     The file is written even when the block raises (KeyboardInterrupt included); the exception
     then propagates unchanged. In the main thread, SIGTERM and SIGHUP (a service stopped) write
     it too, before they end the program as they would have, unless the program handles them.
+    A block the program never leaves (``__enter__`` called by hand, a generator suspended for
+    good) is ended at interpreter exit, while the modules the export needs are still there.
     """
+    import atexit
+
     from .agent.signals import ExportOnce, export_before_death
 
     settings = Settings.from_kwargs(
@@ -40,11 +44,13 @@ def record_to_file(path: Union[str, "os.PathLike[str]"], indent: Optional[int] =
     recording = Recording(file_exporter(settings), settings).start()
     ending = ExportOnce(recording.stop)
     restore_signals = export_before_death(ending)
+    atexit.register(ending.run)
     try:
         yield recording
     finally:
         ending.run()
         restore_signals()
+        atexit.unregister(ending.run)
 
 
 @contextlib.contextmanager

@@ -214,6 +214,36 @@ def test_a_recording_imports_no_library_and_records_one_imported_later(tmp_path,
     assert [e["request"]["url"] for e in entries] == [server.url + "/json"]
 
 
+NEVER_LEFT = """
+import sys
+import requests
+from harlem import record_to_file
+url, path = sys.argv[1], sys.argv[2]
+block = record_to_file(path)
+block.__enter__()  # by hand, and never left
+requests.get(url + "/json").content
+sys.exit(3)
+"""
+
+
+def test_a_block_never_left_is_written_at_exit(tmp_path, server):
+    """A ``record_to_file`` entered by hand and never exited: the file is written at exit
+    (before, the generator was closed during interpreter shutdown, which failed with a
+    traceback and wrote nothing), and the program's exit status is its own."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO_ROOT
+
+    path = tmp_path / "out.har"
+    result = subprocess.run([sys.executable, "-c", NEVER_LEFT, server.url, str(path)],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 3
+    assert result.stderr == ""
+    entries = check_har(path)["log"]["entries"]
+    assert [e["request"]["url"] for e in entries] == [server.url + "/json"]
+
+
 def _slow_get(library: str, url: str, got: list) -> None:
     """One GET of ``url`` with ``library``, its status appended to ``got`` (in a thread)."""
     if library == "requests":
