@@ -12,6 +12,7 @@ import shutil
 import socket
 import threading
 import time
+import unittest.mock
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
@@ -689,6 +690,100 @@ def test_two_recorders_both_receive_entries_and_stopping_restores_everything(ser
     assert same_objects(patch_state(), original)
     requests.get(server.url + "/json")
     assert len(first.entries) == 2
+
+
+def test_a_wrapper_a_mock_puts_back_after_the_recording_stopped_is_taken_back(
+        server: Any, record: Any) -> None:
+    """A test's mock that saved harlem's wrapper and outlives the recording (a module-scoped
+    ``responses`` fixture under ``pytest --har``) puts that wrapper back when it ends: the
+    next recording takes it back rather than wrapping it again (each request twice), and its
+    stop leaves the library as it was before any recording."""
+    original = requests.adapters.HTTPAdapter.send
+    with record():
+        mock = unittest.mock.patch.object(requests.adapters.HTTPAdapter, "send",
+                                          requests.adapters.HTTPAdapter.send)
+        mock.start()  # saves harlem's wrapper, and stands in its place
+    assert vars(requests.adapters.HTTPAdapter)["send"] is not original  # (the mock's value)
+    mock.stop()  # harlem's wrapper is back, and nobody records
+    with record() as again:
+        requests.get(server.url + "/json")
+    assert [e["request"]["url"] for e in again.entries] == [server.url + "/json"]
+    assert requests.adapters.HTTPAdapter.send is original
+    with record() as third:  # and a later recording still works as usual
+        requests.get(server.url + "/text")
+    assert len(third.entries) == 1
+    assert requests.adapters.HTTPAdapter.send is original
+
+
+def test_a_response_class_the_hooks_do_not_follow_ends_the_entry_at_once(
+        server: Any, record: Any, monkeypatch: Any) -> None:
+    """A transport adapter that hands requests a response of its own class (vcrpy's stand-in
+    for http.client's): harlem cannot see its body being read, so the entry is exported when
+    the call returns, its body size unknown, not held until the recording stops and then
+    said to be unread."""
+
+    class OwnResponse(io.BytesIO):
+        """Has ``stream`` and ``read``, but not urllib3's: no hook of harlem's runs."""
+
+        status = 200
+        reason = "OK"
+        version = 11
+        headers = {"Content-Type": "text/plain"}
+        decode_content = True
+
+        def stream(self, amt: int = 2 ** 16, decode_content: Any = None) -> Iterator[bytes]:
+            while True:
+                data = self.read(amt)
+                if not data:
+                    return
+                yield data
+
+        def release_conn(self) -> None:
+            pass
+
+    class OwnAdapter(requests.adapters.HTTPAdapter):
+        def build_response(self, req: Any, resp: Any) -> requests.Response:
+            resp.release_conn()  # (read by nobody: the answer below stands in for it)
+            return super().build_response(req, OwnResponse(b"hello"))
+
+    session = requests.Session()
+    session.mount("http://", OwnAdapter())
+    with record() as rec:
+        response = session.get(server.url + "/text")
+        assert response.text == "hello"
+        pipeline.flush()
+        entry = rec.only_entry()  # exported already, before the recording stops
+    assert entry["response"]["status"] == 200
+    assert entry["response"]["content"]["size"] == -1
+    assert "comment" not in entry["response"]
+
+
+def test_a_socket_without_addresses_leaves_the_address_out_quietly(
+        server: Any, record: Any, monkeypatch: Any, capsys: Any) -> None:
+    """vcrpy's socket stand-in has no ``getpeername``: no server address, and no warning."""
+    monkeypatch.setattr(harlem._warn, "_seen", set())
+    real = urllib3.connection.HTTPConnection.endheaders
+
+    class NoAddresses:
+        def __init__(self, sock: Any) -> None:
+            self._sock = sock
+
+        def __getattr__(self, name: str) -> Any:
+            if name in ("getpeername", "getsockname"):
+                raise AttributeError(name)
+            return getattr(self._sock, name)
+
+    def endheaders(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = real(self, *args, **kwargs)  # (connected by now)
+        self.sock = NoAddresses(self.sock)
+        return result
+
+    monkeypatch.setattr(urllib3.connection.HTTPConnection, "endheaders", endheaders)
+    with record() as rec:
+        assert requests.get(server.url + "/json").json() == JSON_BODY
+        entry = rec.only_entry()
+    assert "serverIPAddress" not in entry
+    assert "harlem" not in capsys.readouterr().err
 
 
 def test_threads_each_get_their_own_entries(server: Any, record: Any) -> None:
