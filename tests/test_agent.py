@@ -8,6 +8,7 @@ and test_cli_run.py.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -648,3 +649,42 @@ def test_the_last_export_runs_once_with_signals_held_and_a_failed_one_lets_them_
     assert ending.on_signal(signal.SIGTERM) is True  # done: nothing to wait for, let it kill
     assert len(seen) == 1 and seen[0] is not before  # held while it ran
     assert signal.getsignal(signal.SIGINT) is before and ending.done
+
+
+GREENLETS = """
+import sys
+import requests  # imported first, then threading patched: the order gevent warns about
+from gevent import monkey
+monkey.patch_all()
+import gevent
+
+url = sys.argv[1]
+answers = {}
+
+
+def get(number):
+    answers[number] = requests.get(f"{url}/echo?n={number}").json()["query"]
+
+
+gevent.joinall([gevent.spawn(get, number) for number in range(30)])
+print(sum(answers[number] != [["n", str(number)]] for number in range(30)))
+"""
+
+
+def test_greenlets_each_get_their_own_entries_whatever_the_patch_order(tmp_path, server):
+    """gevent patched after requests was imported (the agent imports harlem's recorder with
+    requests): each greenlet's entry holds its own answer, as the program sees it. A
+    thread-local made before the patch is one for every greenlet: they mixed up each other's
+    responses."""
+    pytest.importorskip("gevent")
+    output = tmp_path / "out.har"
+    program = write_program(tmp_path, GREENLETS)
+    done = run([sys.executable, "-W", "ignore", str(program), server.url], agent_env(output))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0"]  # the program got the right answers
+    recorded = entries(check_har(output))
+    assert len(recorded) == 30
+    for entry in recorded:
+        number = entry["request"]["queryString"][0]["value"]
+        text = entry["response"]["content"]["text"]
+        assert json.loads(text)["query"] == [["n", number]], (entry["request"]["url"], text)

@@ -38,9 +38,9 @@ re-raise what it raised (bare ``raise``), and harlem's own bookkeeping runs insi
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import socket
-import threading
 import weakref
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -110,18 +110,29 @@ class RequestsHarRecorder(HarRecorder):
 _quietly = quietly("requests")
 
 
-class _ThreadState(threading.local):
-    """What this thread is doing for harlem. Class defaults make reads cheap in every thread."""
+class _Send:
+    """One ``HTTPAdapter.send`` in progress, as the urllib3 hooks below it see it."""
 
-    #: The exchange whose ``HTTPAdapter.send`` is running in this thread.
-    exchange: Optional[Exchange] = None
-    #: True while that exchange's ``_new_conn`` runs: ``getaddrinfo`` calls are its DNS phase.
-    connecting = False
-    #: The exchange whose attempt (``_make_request``) has begun: another attempt is a retry.
-    attempted: Optional[Exchange] = None
+    __slots__ = ("exchange", "connecting", "attempted")
+
+    def __init__(self, exchange: Optional[Exchange]) -> None:
+        #: The exchange of the attempt in progress (each urllib3 retry is a new one).
+        self.exchange = exchange
+        #: True while its ``_new_conn`` runs: ``getaddrinfo`` calls are its DNS phase.
+        self.connecting = False
+        #: The exchange whose attempt (``_make_request``) has begun: another one is a retry.
+        self.attempted: Optional[Exchange] = None
 
 
-_thread = _ThreadState()
+#: The ``send`` running here: a context variable rather than a thread-local, because the
+#: thread-local class of a program that imports requests before gevent or eventlet patches
+#: ``threading`` (the agent imports this module with requests) is one for every greenlet,
+#: which then mixed up each other's exchanges; each greenlet has a context of its own.
+#: Outside any ``send``, the hooks read ``_NO_SEND`` (no exchange: they pass straight
+#: through; never changed).
+_NO_SEND = _Send(None)
+_sending: "contextvars.ContextVar[_Send]" = contextvars.ContextVar(
+    "harlem_requests_send", default=_NO_SEND)
 
 
 # --- urllib3 1.26 / 2.x differences, in one place ------------------------------------------
@@ -163,18 +174,16 @@ def _adapter_send(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any
     exchange = _begin(args, kwargs)
     if exchange is None:
         return wrapped(*args, **kwargs)
-    outer = _thread.exchange
-    _thread.exchange = exchange
+    send = _Send(exchange)
+    token = _sending.set(send)  # (a send within this one sets its own, and puts this back)
     try:
         response = wrapped(*args, **kwargs)
     except BaseException as exc:
-        _fail(_thread.exchange, exc)  # the last attempt's (see _make_request)
+        _fail(send.exchange, exc)  # the last attempt's (see _make_request)
         raise
     finally:
-        last = _thread.exchange
-        _thread.exchange = outer
-        _thread.connecting = False
-        _thread.attempted = None
+        last = send.exchange
+        _sending.reset(token)
     if last is not None and not _received(last, response):
         _finish(last)
     return response
@@ -254,14 +263,15 @@ def _note_head(exchange: Exchange, status: Any, reason: Any, raw: Any) -> None:
 
 
 def _make_request(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    exchange = _thread.exchange
+    send = _sending.get()
+    exchange = send.exchange
     if exchange is None:
         return wrapped(*args, **kwargs)
-    if _thread.attempted is exchange:  # urllib3 retries: the previous attempt is over
-        exchange = _thread.exchange = _next_attempt(exchange)
+    if send.attempted is exchange:  # urllib3 retries: the previous attempt is over
+        exchange = send.exchange = _next_attempt(exchange)
         if exchange is None:
             return wrapped(*args, **kwargs)
-    _thread.attempted = exchange
+    send.attempted = exchange
     try:
         return wrapped(*args, **kwargs)
     except BaseException as exc:
@@ -298,8 +308,9 @@ def _attempt_failed(exchange: Exchange, exc: BaseException) -> None:
 
 def _drain_conn(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
     """urllib3 discards a retried attempt's answer (or the last one, before raising)."""
-    exchange = _thread.exchange
-    if exchange is None or _thread.attempted is not exchange or exchange.finished:
+    send = _sending.get()
+    exchange = send.exchange
+    if exchange is None or send.attempted is not exchange or exchange.finished:
         return wrapped(*args, **kwargs)
     try:
         return wrapped(*args, **kwargs)
@@ -354,15 +365,16 @@ def _wire_text(text: str) -> str:
 
 
 def _new_conn(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    exchange = _thread.exchange
+    send = _sending.get()
+    exchange = send.exchange
     if exchange is None:
         return wrapped(*args, **kwargs)
     exchange.t_connect_start = now()
-    _thread.connecting = True
+    send.connecting = True
     try:
         sock = wrapped(*args, **kwargs)
     finally:
-        _thread.connecting = False
+        send.connecting = False
     _tcp_connected(exchange, instance)
     return sock
 
@@ -385,7 +397,7 @@ def _connected(exchange: Exchange, mark: float) -> None:
 
 
 def _tls_connect(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    exchange = _thread.exchange
+    exchange = _sending.get().exchange
     if exchange is None:
         return wrapped(*args, **kwargs)
     result = wrapped(*args, **kwargs)
@@ -399,9 +411,10 @@ def _tls_connected(exchange: Exchange) -> None:
 
 
 def _getaddrinfo(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    if not _thread.connecting:
+    send = _sending.get()
+    if not send.connecting:
         return wrapped(*args, **kwargs)
-    exchange = _thread.exchange
+    exchange = send.exchange
     if exchange is not None and exchange.t_dns_start is None:
         exchange.t_dns_start = now()
     try:
@@ -412,7 +425,7 @@ def _getaddrinfo(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
 
 
 def _endheaders(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    exchange = _thread.exchange
+    exchange = _sending.get().exchange
     if exchange is not None:
         # http.client's buffer: the request line, then b"Name: value" per header (a header's
         # values joined by CRLF-TAB), what it is about to send.
@@ -427,7 +440,7 @@ def _endheaders(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
 
 
 def _getresponse(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    exchange = _thread.exchange
+    exchange = _sending.get().exchange
     if exchange is None:
         return wrapped(*args, **kwargs)
     _request_sent(exchange, instance)
