@@ -366,7 +366,15 @@ def flush(timeout: Optional[float] = None) -> bool:
         return True
     done = threading.Event()
     _put(done, urgent=True)
-    return done.wait(timeout)
+    try:
+        return done.wait(timeout)
+    except AssertionError:
+        # Waiting is impossible here: a signal handler (SIGTERM's export) run by gevent's or
+        # eventlet's hub, which cannot block (BlockingSwitchOutError, "Cannot switch to
+        # MAINLOOP from MAINLOOP"). The builder, a greenlet waiting for its batch, is not in
+        # the middle of one: what is queued is built here instead.
+        _drain_here()
+        return True
 
 
 def _drain_here() -> None:

@@ -688,3 +688,28 @@ def test_greenlets_each_get_their_own_entries_whatever_the_patch_order(tmp_path,
         number = entry["request"]["queryString"][0]["value"]
         text = entry["response"]["content"]["text"]
         assert json.loads(text)["query"] == [["n", number]], (entry["request"]["url"], text)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_while_gevents_hub_waits_leaves_a_complete_har(tmp_path, server, signum):
+    """Under gevent a signal handler runs in the hub when the program waits, where nothing may
+    block: the export could not wait for the builder (BlockingSwitchOutError) and no file was
+    written. What is queued is built in the handler instead."""
+    pytest.importorskip("gevent")
+    app = write_program(tmp_path, """
+        from gevent import monkey
+        monkey.patch_all()
+    """, REQUESTS, """
+        fetch(2)
+        print("ready", flush=True)
+        import time
+        time.sleep(60)  # (gevent's: the hub waits in its event loop)
+    """)
+    out = tmp_path / "out.har"
+    process = start([sys.executable, "-W", "ignore", str(app), server.url], agent_env(out))
+    time.sleep(0.3)  # into the hub's wait
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == -signum, stderr
+    assert len(entries(check_har(out))) == 2
+    assert summary_lines(stderr) == [f"harlem: 2 entries -> {out}"]
