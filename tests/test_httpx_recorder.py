@@ -192,6 +192,23 @@ def test_iter_raw_of_an_encoded_body_leaves_its_decoded_size_unknown(record: Any
     assert har_response["bodySize"] == len(raw)
 
 
+@pytest.mark.parametrize("status, method", [(200, "GET"), (204, "GET"), (200, "HEAD")])
+def test_an_empty_body_with_a_content_encoding_is_complete_and_empty(
+        record: Any, status: int, method: str) -> None:
+    """Content-Encoding on a body with no bytes (HEAD and 204 from a server that compresses,
+    Content-Length: 0): read to its end, of size 0. httpx has a decoder for it, but no raw
+    bytes ever reach it, and the entry said size -1 (unknown)."""
+    length = b"" if status == 204 else b"Content-Length: 0\r\n"
+    answer = (f"HTTP/1.1 {status} X\r\n".encode() + b"Content-Encoding: gzip\r\n" + length
+              + b"Connection: close\r\n\r\n")
+    with one_answer_server(answer) as port, record() as rec, httpx.Client() as client:
+        response = client.request(method, f"http://127.0.0.1:{port}/")
+        assert response.content == b""
+    content = rec.only_entry()["response"]["content"]
+    assert content["size"] == 0
+    assert rec.only_entry()["response"]["bodySize"] == 0
+
+
 def test_request_bodies_bytes_and_streamed(record: Any, server: Any) -> None:
     def chunks() -> Iterator[bytes]:
         yield b"first,"

@@ -447,8 +447,10 @@ class _Hop:
         self._take_upload()
         if complete:
             # An encoded body read with ``iter_raw`` only: its decoding is unknown, its size on
-            # the wire is not.
-            ex.body_complete = self.identity or self.decoding
+            # the wire is not. No bytes at all (HEAD, 204, Content-Length: 0 under a
+            # Content-Encoding) decode to nothing, whichever way they were read.
+            ex.body_complete = self.identity or self.decoding \
+                or (self.raw_done and self.raw_size == 0)
             if self.raw_done:
                 ex.response_wire_size = self.raw_size
         pipeline.finish(ex)
