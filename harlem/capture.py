@@ -16,7 +16,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 __all__ = ["Exchange", "now", "capture_frames", "visible_frames", "register_library_path",
-           "header_text", "content_encoded"]
+           "register_library_package", "header_text", "content_encoded"]
 
 #: The one clock for phase timestamps: monotonic, sub-microsecond, comparable across threads.
 now = time.perf_counter
@@ -78,6 +78,8 @@ MAX_WALK = 64
 # for every request the loop makes: walking them was half the walk of an aiohttp request.
 _LOOP_CALLBACK = (os.path.join(_STDLIB, "asyncio", "events.py"), "_run")
 _STOP = "stop"
+#: CO_COROUTINE, CO_ITERABLE_COROUTINE and CO_ASYNC_GENERATOR: a frame of an async function.
+_ASYNC_FLAGS = 0x80 | 0x100 | 0x200
 # The code object of that frame, found once asyncio is imported (it is not imported here: the
 # agent's start-up must not pay for it); None until then, _NO_CODE when Handle._run has none
 # (replaced by something that is not a Python function: the builder still stops by name).
@@ -117,6 +119,31 @@ def register_library_path(module: Any) -> None:
         _hidden_tuple = tuple(_HIDDEN_PREFIXES)
         _hidden_codes = {}
         _stacks = {}
+
+
+def register_library_package(name: str) -> None:
+    """Hide the frames of the installed package ``name`` from ``_initiator``, whether it is
+    imported yet or not (found where it would be imported from, without importing it)."""
+    module = sys.modules.get(name)
+    if module is None:
+        import importlib.util
+
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            return
+        origin = spec.origin if spec is not None else None
+        if not origin or not os.path.isabs(origin):  # not installed, or built in
+            return
+        module = type(sys)(name)
+        module.__file__ = origin
+    register_library_path(module)
+
+
+#: Event loops other than asyncio's, and the layers over them: their frames sit between a task
+#: and the line that started its loop, as asyncio's own do.
+_EVENT_LOOP_PACKAGES = ("uvloop", "trio", "anyio", "sniffio")
+_loops_hidden = False
 
 
 def capture_frames(depth: int = 2) -> Tuple[Any, ...]:
@@ -159,7 +186,11 @@ def visible_frames(frames: Sequence[Any]) -> List[Tuple[Any, int]]:
     :data:`MAX_FRAMES`, without harlem's, wrapt's, the HTTP libraries' and the event loop's
     own frames, and none past an event loop's callback. The list is shared by every stack
     with the same frames: read it, do not change it."""
-    global _hidden_codes
+    global _hidden_codes, _loops_hidden
+    if not _loops_hidden:  # (in the builder, the first time: not at the agent's start-up)
+        _loops_hidden = True
+        for name in _EVENT_LOOP_PACKAGES:
+            register_library_package(name)
     codes = frames[0::2]
     # Keyed by the frames' code ids and offsets: the cached value holds the code objects, so
     # no other object can have those ids while it is cached, and a match is the same stack.
@@ -172,6 +203,7 @@ def visible_frames(frames: Sequence[Any]) -> List[Tuple[Any, int]]:
     if len(hidden_codes) > _MAX_CODES:
         hidden_codes = _hidden_codes = {}
     shown: List[Tuple[Any, int]] = []
+    in_task = False
     for index in range(0, len(frames), 2):
         code = frames[index]
         known = hidden_codes.get(id(code))
@@ -180,6 +212,12 @@ def visible_frames(frames: Sequence[Any]) -> List[Tuple[Any, int]]:
         hidden = known[1]
         if hidden is _STOP:
             break
+        # Past a task's outermost coroutine only the loop that steps it remains (uvloop's
+        # and trio's, which have no Handle._run frame), and the line that started the loop.
+        is_coroutine = bool(code.co_flags & _ASYNC_FLAGS)
+        if in_task and not is_coroutine:
+            break
+        in_task = is_coroutine
         if not hidden:
             shown.append((code, frames[index + 1]))
             if len(shown) == MAX_FRAMES:

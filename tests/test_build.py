@@ -958,6 +958,33 @@ def test_a_stack_seen_before_is_shown_again_until_a_library_is_hidden(
     assert names()[0] == this_test
 
 
+def test_a_package_not_imported_yet_can_be_hidden_without_importing_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx hides anyio's frames when it is instrumented: anyio imported after httpx was
+    shown in _initiator (a task group's frame), imported before it was not."""
+    import sys
+
+    import harlem.capture as capture
+
+    for name in ("_hidden_tuple", "_hidden_codes", "_stacks"):
+        monkeypatch.setattr(capture, name, getattr(capture, name))
+    monkeypatch.setattr(capture, "_HIDDEN_PREFIXES", list(capture._HIDDEN_PREFIXES))
+    package = tmp_path / "later_loop_layer"
+    package.mkdir()
+    (package / "__init__.py").write_text("def step(call):\n    return call()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    capture.register_library_package("later_loop_layer")
+    assert "later_loop_layer" not in sys.modules  # found, not imported
+    import later_loop_layer  # type: ignore[import-not-found]
+
+    monkeypatch.delitem(sys.modules, "later_loop_layer")
+    frames = later_loop_layer.step(lambda: capture_frames(1))
+    call_frames = build(make_exchange(frames=frames))["_initiator"]["stack"]["callFrames"]
+    assert [frame["functionName"].rsplit(".", 1)[-1] for frame in call_frames[:2]] == [
+        "<lambda>", "test_a_package_not_imported_yet_can_be_hidden_without_importing_it"]
+    assert not any("later_loop_layer" in frame["url"] for frame in call_frames)
+
+
 def test_frames_are_taken_when_the_event_loop_step_is_not_a_python_function(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A program (or a tool) may replace asyncio's Handle._run: the walk still works."""

@@ -36,12 +36,11 @@ re-raise what it raised (bare ``raise``), and harlem's own bookkeeping runs insi
 from __future__ import annotations
 
 import contextvars
-import sys
 from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Tuple
 
 from .. import pipeline
 from .._warn import quietly, warn_once
-from ..capture import Exchange, capture_frames, now, register_library_path
+from ..capture import Exchange, capture_frames, now, register_library_package
 from .base import HarRecorder
 
 __all__ = ["HttpxHarRecorder"]
@@ -70,10 +69,8 @@ class HttpxHarRecorder(HarRecorder):
             warn_once("httpx-version", f"httpx {getattr(httpx, '__version__', '?')} is not "
                                        "supported (0.23 or newer is): it is not recorded")
             return
-        for name in _LIBRARY_PACKAGES:
-            module = sys.modules.get(name)
-            if module is not None:
-                register_library_path(module)
+        for name in _LIBRARY_PACKAGES:  # (imported or not yet: anyio may come after httpx)
+            register_library_package(name)
         _bind(httpx)
         cls._wrap_all([(httpx.Client, "_send_single_request", _send),
                        (httpx.AsyncClient, "_send_single_request", _send_async)]
