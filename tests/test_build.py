@@ -985,6 +985,29 @@ def test_a_package_not_imported_yet_can_be_hidden_without_importing_it(
     assert not any("later_loop_layer" in frame["url"] for frame in call_frames)
 
 
+async def _task_body() -> Any:
+    return capture_frames(1)
+
+
+def _run_by_hand(coroutine: Any) -> Any:
+    """An event loop of one's own, as trio's and uvloop's are to harlem: a plain function that
+    steps the task's coroutine (no asyncio Handle._run frame to stop at)."""
+    try:
+        while True:
+            coroutine.send(None)
+    except StopIteration as stop:
+        return stop.value
+
+
+def test_the_initiator_ends_at_the_tasks_outermost_coroutine_whatever_the_loop() -> None:
+    """docs/har-fields.md: the stack of a call made by a task ends with its outermost
+    coroutine. Under uvloop and trio the frames past it (the loop's own, and the line that
+    started it) were kept: there was only asyncio's frame to stop at."""
+    frames = _run_by_hand(_task_body())
+    call_frames = build(make_exchange(frames=frames))["_initiator"]["stack"]["callFrames"]
+    assert [frame["functionName"] for frame in call_frames] == ["_task_body"]
+
+
 def test_frames_are_taken_when_the_event_loop_step_is_not_a_python_function(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A program (or a tool) may replace asyncio's Handle._run: the walk still works."""

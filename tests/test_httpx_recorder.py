@@ -711,30 +711,3 @@ def test_a_failure_putting_the_request_back_is_a_warning_not_the_programs_proble
             client.get(f"http://127.0.0.1:{closed_port()}/")
     err = capsys.readouterr().err
     assert err.count("harlem: warning: the httpx recorder failed (_restore)") == 1
-
-
-async def _one_get(client: Any) -> int:
-    response = await client.get("http://loop.test/")
-    return response.status_code
-
-
-def _run_by_hand(coroutine: Any) -> Any:
-    """An event loop of one's own, as trio's and uvloop's are to harlem: a plain function that
-    steps the task's coroutine (no asyncio Handle._run frame to stop at)."""
-    try:
-        while True:
-            coroutine.send(None)
-    except StopIteration as stop:
-        return stop.value
-
-
-def test_the_initiator_ends_at_the_tasks_outermost_coroutine_whatever_the_loop(
-        record: Any) -> None:
-    """docs/har-fields.md: the stack of a call made by a task ends with its outermost
-    coroutine. Under uvloop and trio the frames past it (the loop's own, and the line that
-    started it) were kept: there was only asyncio's frame to stop at."""
-    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(204)))
-    with record() as rec:
-        assert _run_by_hand(_one_get(client)) == 204
-    frames = rec.only_entry()["_initiator"]["stack"]["callFrames"]
-    assert [frame["functionName"] for frame in frames] == ["_one_get"]
