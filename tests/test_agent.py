@@ -713,3 +713,31 @@ def test_a_signal_while_gevents_hub_waits_leaves_a_complete_har(tmp_path, server
     assert process.returncode == -signum, stderr
     assert len(entries(check_har(out))) == 2
     assert summary_lines(stderr) == [f"harlem: 2 entries -> {out}"]
+
+
+def test_a_signal_after_an_asyncio_loop_with_signal_handlers_closed_still_exports(
+        tmp_path, server):
+    """asyncio's add_signal_handler replaces harlem's handler, and its loop's close puts back
+    the default action, not what it replaced: a SIGTERM after the loop, in the program's
+    remaining work, killed it without writing the file."""
+    app = write_program(tmp_path, REQUESTS, """
+        import asyncio, signal
+
+        async def main():
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: None)
+            fetch(2)
+
+        asyncio.run(main())  # closing the loop removes its handler: SIG_DFL, by asyncio
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # harlem's, again
+        print("ready", flush=True)
+        import time
+        for _ in range(1200):
+            time.sleep(0.05)
+    """)
+    out = tmp_path / "out.har"
+    process = start([sys.executable, str(app), server.url], agent_env(out))
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == -signal.SIGTERM, stderr
+    assert len(entries(check_har(out))) == 2
+    assert summary_lines(stderr) == [f"harlem: 2 entries -> {out}"]

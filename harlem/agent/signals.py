@@ -17,6 +17,7 @@ so the exit status (``-15`` from ``Popen.returncode``, ``143`` in a shell) stays
 
 import _thread
 import os
+import sys
 
 import _signal  # type: ignore[import-not-found]  # (no stub: it is CPython's C module)
 
@@ -32,6 +33,10 @@ SIGNALS = ("SIGTERM", "SIGHUP")
 
 #: harlem's handlers in place of the default action (for :func:`watch` to recognise them).
 _handlers: "list[Any]" = []
+#: The signals whose default action harlem's handler stands in for right now, and that handler.
+_taken: "dict[int, Any]" = {}
+#: Watches for the ``signal`` module's import while ``_taken`` is not empty (see :func:`_guard`).
+_finder: "Any" = None
 #: This process's watch: the two ends of the pipe Python writes signal numbers to.
 _watch: "tuple[int, int] | None" = None
 
@@ -53,13 +58,72 @@ def install(export: "Callable[[int], bool]") -> "Callable[[], None]":
             _signal.signal(signum, handler)
             installed.append((signum, handler))
             _handlers.append(handler)
+            _taken[signum] = handler
+    if installed:
+        _guard()
 
     def restore() -> None:
         for signum, handler in installed:
+            if _taken.get(signum) is handler:
+                del _taken[signum]
             if _signal.getsignal(signum) is handler:
                 _signal.signal(signum, _signal.SIG_DFL)
+        if not _taken:
+            _unguard()
 
     return restore
+
+
+def _guard() -> None:
+    """Keep harlem's handler where the program puts the default action back.
+
+    asyncio's ``loop.add_signal_handler`` replaces harlem's handler, and when the loop closes
+    it sets the *default* action, not the handler it replaced (trio puts that one back): a
+    SIGTERM in the program's remaining work then killed it without an export. Setting the
+    default action through ``signal.signal`` now sets harlem's handler, which stands in for
+    it as it did from the start. ``signal`` is watched for until imported, never imported
+    here (it imports ``enum``, which the agent's start-up must not pay for).
+    """
+    global _finder
+    if "signal" in sys.modules:
+        _take_over_signal("signal")
+    elif _finder is None:
+        from .hooks import install as on_import
+
+        _finder = on_import(["signal"], _take_over_signal)
+
+
+def _take_over_signal(_name: str) -> None:
+    import signal
+
+    if getattr(signal.signal, "__name__", "") == "_default_is_harlems":
+        return
+    original = signal.signal
+
+    def _default_is_harlems(signalnum: "Any", handler: "Any") -> "Any":
+        previous = original(signalnum, handler)
+        if handler == _signal.SIG_DFL:  # (an int or signal.Handlers.SIG_DFL)
+            ours = _taken.get(int(signalnum))
+            if ours is not None:
+                _signal.signal(int(signalnum), ours)
+        return previous
+
+    _default_is_harlems.__wrapped__ = original  # type: ignore[attr-defined]
+    _default_is_harlems.__doc__ = original.__doc__
+    signal.signal = _default_is_harlems
+
+
+def _unguard() -> None:
+    """No default action is harlem's any more: ``signal`` gets its own function back."""
+    global _finder
+    finders = sys.meta_path  # (None at interpreter shutdown)
+    if _finder is not None and finders and _finder in finders:
+        finders.remove(_finder)
+    _finder = None
+    signal = sys.modules.get("signal")
+    current = getattr(signal, "signal", None)
+    if getattr(current, "__name__", "") == "_default_is_harlems":
+        signal.signal = current.__wrapped__  # type: ignore[union-attr]
 
 
 def export_before_death(ending: "ExportOnce") -> "Callable[[], None]":
