@@ -6,8 +6,9 @@ when the last recorder stops):
 * ``requests.adapters.HTTPAdapter.send`` runs once per hop (``Session.send`` calls it for the
   first request and again for every redirect), for module-level helpers and every Session. It
   starts the exchange, keeps the request body, hands the response's body to the hooks below,
-  and fails the exchange when the call raises. While it runs, a thread-local names the exchange
-  so that the urllib3 hooks below know whom they work for; outside it they call straight through.
+  and fails the exchange when the call raises. While it runs, a context variable names the
+  exchange so that the urllib3 hooks below know whom they work for (per thread, per greenlet);
+  outside it they call straight through.
 * ``urllib3.connectionpool.HTTPConnectionPool._make_request`` is one attempt at sending the
   request. urllib3 retries inside one ``send`` when the adapter has a ``Retry`` (a failed
   connection, a status in ``status_forcelist``): each attempt after the first is an exchange of
