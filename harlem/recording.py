@@ -143,9 +143,10 @@ class Recording:
         with self._lock:
             self._stopped = True
             finder, self._finder = self._finder, None
-        meta_path = sys.meta_path  # (None at interpreter shutdown: a generator closed late)
-        if finder is not None and meta_path and finder in meta_path:
-            meta_path.remove(finder)
+        if finder is not None:
+            from .agent.hooks import uninstall
+
+            uninstall(finder)
         if os.getpid() != self._pid:
             for recorder in self.recorders:
                 recorder.receiving = False

@@ -314,8 +314,9 @@ def stand_down() -> None:
     restore_signals, finder = agent.installed
     if restore_signals is not None:
         restore_signals()
-    if finder in sys.meta_path:
-        sys.meta_path.remove(finder)
+    from .hooks import uninstall
+
+    uninstall(finder)
     if os.environ.get(TOP_PID_VARIABLE) == str(agent.top_pid) and agent.is_top:
         # not the top of anything: a child may be its own
         for variable in (TOP_PID_VARIABLE, TOP_OUTPUT_VARIABLE):

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
     from typing import Callable, Iterable, Optional
 
-__all__ = ["PostImportFinder", "install"]
+__all__ = ["PostImportFinder", "install", "uninstall"]
 
 
 class PostImportFinder:
@@ -82,3 +82,15 @@ def install(triggers: "Iterable[str]", callback: "Callable[[str], None]") -> Pos
         if name in sys.modules:
             callback(name)
     return finder
+
+
+def uninstall(finder: "Optional[PostImportFinder]") -> None:
+    """Stop watching: take ``finder`` off ``sys.meta_path``, if it is still there (and if
+    there is one: at interpreter shutdown a recording may stop after it is gone)."""
+    finders = sys.meta_path
+    if finder is None or not finders:
+        return
+    try:
+        finders.remove(finder)
+    except ValueError:  # taken off already (another thread, the program itself)
+        pass

@@ -116,10 +116,11 @@ def _take_over_signal(_name: str) -> None:
 def _unguard() -> None:
     """No default action is harlem's any more: ``signal`` gets its own function back."""
     global _finder
-    finders = sys.meta_path  # (None at interpreter shutdown)
-    if _finder is not None and finders and _finder in finders:
-        finders.remove(_finder)
-    _finder = None
+    if _finder is not None:
+        from .hooks import uninstall
+
+        uninstall(_finder)
+        _finder = None
     signal = sys.modules.get("signal")
     current = getattr(signal, "signal", None)
     if getattr(current, "__name__", "") == "_default_is_harlems":

@@ -105,10 +105,9 @@ class AsgiHarRecorder(HarRecorder):
         global _hook, _watching
         _watching = False
         if _hook is not None:
-            try:
-                sys.meta_path.remove(_hook)
-            except ValueError:
-                pass
+            from ..agent import hooks
+
+            hooks.uninstall(_hook)
             _hook = None
         super()._uninstrument()
 
