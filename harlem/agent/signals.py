@@ -94,23 +94,30 @@ def _guard() -> None:
 
 
 def _take_over_signal(_name: str) -> None:
+    global _python_signal
     import signal
 
-    if getattr(signal.signal, "__name__", "") == "_default_is_harlems":
+    if signal.signal is _default_is_harlems:
         return
-    original = signal.signal
-
-    def _default_is_harlems(signalnum: "Any", handler: "Any") -> "Any":
-        previous = original(signalnum, handler)
-        if handler == _signal.SIG_DFL:  # (an int or signal.Handlers.SIG_DFL)
-            ours = _taken.get(int(signalnum))
-            if ours is not None:
-                _signal.signal(int(signalnum), ours)
-        return previous
-
-    _default_is_harlems.__wrapped__ = original  # type: ignore[attr-defined]
-    _default_is_harlems.__doc__ = original.__doc__
+    _python_signal = signal.signal
+    _default_is_harlems.__wrapped__ = _python_signal  # type: ignore[attr-defined]
+    _default_is_harlems.__doc__ = _python_signal.__doc__
     signal.signal = _default_is_harlems
+
+
+#: ``signal.signal`` as it was before :func:`_take_over_signal` (Python's, usually).
+_python_signal: "Any" = None
+
+
+# ``signal.signal`` while harlem's handler stands in for a default action (its docstring,
+# and ``__wrapped__``, are those of the function it calls: see _take_over_signal).
+def _default_is_harlems(signalnum: "Any", handler: "Any") -> "Any":
+    previous = _python_signal(signalnum, handler)
+    if handler == _signal.SIG_DFL:  # (an int or signal.Handlers.SIG_DFL)
+        ours = _taken.get(int(signalnum))
+        if ours is not None:
+            _signal.signal(int(signalnum), ours)
+    return previous
 
 
 def _unguard() -> None:
@@ -122,9 +129,8 @@ def _unguard() -> None:
         uninstall(_finder)
         _finder = None
     signal = sys.modules.get("signal")
-    current = getattr(signal, "signal", None)
-    if getattr(current, "__name__", "") == "_default_is_harlems":
-        signal.signal = current.__wrapped__  # type: ignore[union-attr]
+    if signal is not None and signal.signal is _default_is_harlems:
+        signal.signal = _python_signal
 
 
 def export_before_death(ending: "ExportOnce") -> "Callable[[], None]":
