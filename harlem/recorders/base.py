@@ -144,15 +144,15 @@ class HarRecorder:
         from ..capture import register_library_path
 
         register_library_path(wrapt)
-        own = vars(owner).get(name, _INHERITED) if isinstance(owner, type) else getattr(owner, name)
-        patches = _patches_of(cls)
-        for stranded in _stranded_of(cls):
-            if stranded[0] is owner and stranded[1] == name and stranded[3] is own:
+        own = _own_attribute(owner, name)
+        patches, stranded = _patches_of(cls), _stranded_of(cls)
+        for patch in stranded:
+            if patch[0] is owner and patch[1] == name and patch[3] is own:
                 # Our own wrapper from an earlier recording, put back by whoever had replaced
                 # it (a mock that saved it): taken back as it is, not wrapped a second time,
                 # which would record each exchange twice.
-                _stranded_of(cls).remove(stranded)
-                patches.append(stranded)
+                stranded.remove(patch)
+                patches.append(patch)
                 return
         target = getattr(owner, name) if own is _INHERITED else own
         patched = wrapt.FunctionWrapper(target, wrapper)
@@ -161,6 +161,13 @@ class HarRecorder:
 
 
 _INHERITED = object()  # marks a patched attribute that the owner only inherited
+
+
+def _own_attribute(owner: Any, name: str) -> Any:
+    """What ``owner`` (a class, or a module) holds as ``name`` itself: ``_INHERITED`` for a
+    class attribute it only inherits."""
+    return vars(owner).get(name, _INHERITED) if isinstance(owner, type) \
+        else getattr(owner, name, _INHERITED)
 
 # Reference counts and patch lists live per library's recorder class, not on the shared base.
 _users: Dict[Type[HarRecorder], int] = {}
@@ -218,8 +225,7 @@ def unwrap_all(cls: Type[HarRecorder], keep: int = 0) -> None:
 
 def _unwrap(owner: Any, name: str, original: Any, patched: Any) -> bool:
     """Put ``original`` back where ``patched`` stands; ``False`` when something else does."""
-    current = vars(owner).get(name) if isinstance(owner, type) else getattr(owner, name, None)
-    if current is not patched:
+    if _own_attribute(owner, name) is not patched:
         return False
     if original is _INHERITED:
         delattr(owner, name)
